@@ -1,0 +1,65 @@
+"""The demo's multi-modal feature definitions: one media collection, embedded four ways.
+
+CLIP (trained here on coloured shapes) puts images, video frames and text in one space; CLAP
+(trained on tones and chirps) puts audio windows and text in another; all-MiniLM-L6-v2 gives a
+384-d text-only space beside the 512-d ones.
+"""
+
+from feast import FeatureService
+
+from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
+from mm_feast.sources import MediaSource
+from mm_feast.views import (
+    item,
+    item_embedding_view,
+    media_items_view,
+    segment,
+    segment_embedding_view,
+)
+
+CLIP = "mm-feast/clip-shapes"
+CLAP = "mm-feast/clap-sounds"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+demo_media = MediaSource(
+    name="demo_media",
+    manifest="data/media/manifest.csv",
+    description="Synthetic demo corpus: shape images, shape videos, tone/chirp audio, text",
+)
+
+segmentation = SegmentationConfig(
+    frame_sampling=FrameSampling(mode="every_n_seconds", value=0.5),
+    audio_windowing=AudioWindowing(window_s=1.0, hop_s=0.5),
+    max_chars=500,
+)
+
+media_items = media_items_view("media_items", demo_media)
+image_embeddings = segment_embedding_view("image_embeddings", demo_media, "image", CLIP)
+video_frame_embeddings = segment_embedding_view(
+    "video_frame_embeddings", demo_media, "video", CLIP, segmentation
+)
+video_embeddings = item_embedding_view("video_embeddings", video_frame_embeddings)
+audio_window_embeddings = segment_embedding_view(
+    "audio_window_embeddings", demo_media, "audio", CLAP, segmentation
+)
+audio_embeddings = item_embedding_view("audio_embeddings", audio_window_embeddings)
+text_block_embeddings = segment_embedding_view(
+    "text_block_embeddings", demo_media, "text", CLIP, segmentation
+)
+text_block_minilm = segment_embedding_view(
+    "text_block_minilm", demo_media, "text", MINILM, segmentation
+)
+
+cross_modal_search = FeatureService(
+    name="cross_modal_search",
+    features=[
+        image_embeddings,
+        video_frame_embeddings,
+        video_embeddings,
+        audio_window_embeddings,
+        audio_embeddings,
+        text_block_embeddings,
+        text_block_minilm,
+    ],
+    description="Every embedding view of the demo, for serving cross-modal search",
+)

@@ -1,0 +1,126 @@
+"""The end-to-end demo: generate media, `feast apply`, `feast materialize`, then search and serve.
+
+It drives Feast through its real CLI (subprocesses), exactly as a user would, and then uses the
+SDK for serving, so the demo doubles as the smoke test of the whole spine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+MEDIA_DIR = Path("data/media")
+GROUND_TRUTH = "ground_truth.json"
+
+
+@dataclass
+class DemoCorpus:
+    manifest: Path
+    ground_truth: dict[str, dict]
+    broken: list[str]
+
+
+def write_demo_media(repo: Path, seed: int = 0) -> DemoCorpus:
+    """Write the synthetic corpus and its manifest under ``repo/data/media``.
+
+    Timestamps are set just before now so `feast materialize-incremental` (which looks back one
+    year when a view has no TTL) picks every item up. Two deliberately broken files show the
+    quarantine path: a truncated JPEG and a text file that is not UTF-8.
+    """
+    from mm_feast.synthetic import write_demo_corpus
+
+    media = repo / MEDIA_DIR
+    if media.exists():
+        shutil.rmtree(media)
+    rows = write_demo_corpus(media, seed=seed)
+    broken_dir = media / "broken"
+    broken_dir.mkdir(parents=True)
+    good_jpeg = next(Path(r["uri"]) for r in rows if r["uri"].endswith(".jpg"))
+    (broken_dir / "truncated.jpg").write_bytes(good_jpeg.read_bytes()[:200])
+    (broken_dir / "latin1.txt").write_bytes("caf\xe9 cr\xe8me, a red circle".encode("latin-1"))
+    rows += [
+        {"item_id": "img_truncated", "uri": str(broken_dir / "truncated.jpg"), "modality": "image", "caption": ""},
+        {"item_id": "txt_latin1", "uri": str(broken_dir / "latin1.txt"), "modality": "text", "caption": ""},
+    ]
+    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    manifest = media / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["item_id", "uri", "modality", "caption", "event_timestamp"])
+        writer.writeheader()
+        for index, row in enumerate(rows):
+            writer.writerow(
+                {
+                    "item_id": row["item_id"],
+                    "uri": Path(row["uri"]).relative_to(media).as_posix(),
+                    "modality": row["modality"],
+                    "caption": row.get("caption", ""),
+                    "event_timestamp": (start + timedelta(seconds=index)).isoformat(),
+                }
+            )
+    truth = {r["item_id"]: {"caption": r.get("caption", ""), "modality": r["modality"], "events": r.get("events", [])} for r in rows}
+    (media / GROUND_TRUTH).write_text(json.dumps(truth, indent=1))
+    return DemoCorpus(manifest, truth, ["img_truncated", "txt_latin1"])
+
+
+def feast_cli(repo: Path, *args: str) -> str:
+    """Run the real `feast` CLI in ``repo``; its output streams to the user and is returned."""
+    feast = Path(sys.executable).with_name("feast")
+    command = [str(feast) if feast.exists() else "feast", *args]
+    logger.info("$ %s  (in %s)", " ".join(command), repo)
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    sys.stderr.write(result.stderr[-4000:])
+    if result.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` failed with exit {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def apply_and_materialize(repo: Path) -> None:
+    feast_cli(repo, "apply")
+    end = (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    feast_cli(repo, "materialize-incremental", end)
+
+
+DEMO_QUERIES = ["a red circle", "a blue square", "a rising chirp", "a low tone"]
+
+
+def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
+    """Generate, apply, materialize, then show searches and a get_online_features call."""
+    from feast import FeatureStore
+
+    from mm_feast.report import print_hits, print_summaries
+    from mm_feast.search import CrossModalSearch, Query
+
+    repo = Path(repo).resolve()
+    if reset and (repo / "data").exists():
+        shutil.rmtree(repo / "data")
+    corpus = write_demo_media(repo)
+    out.write(f"Demo media written under {corpus.manifest.parent} ({len(corpus.ground_truth)} items)\n")
+    apply_and_materialize(repo)
+    print_summaries(repo, out)
+
+    store = FeatureStore(repo_path=str(repo))
+    search = CrossModalSearch(store)
+    for text in DEMO_QUERIES:
+        print_hits(f'text query "{text}"', search.search(text, top_k=5), out)
+    image = repo / MEDIA_DIR / "images" / "green_triangle_photo.jpg"
+    print_hits(f"image query {image.name} -> text blocks", search.search(Query("image", str(image)), views=["text_block_embeddings"], top_k=3), out)
+    online = store.get_online_features(
+        features=["video_frame_embeddings:uri", "video_frame_embeddings:start_s", "video_frame_embeddings:model_version", "video_frame_embeddings:embedding"],
+        entity_rows=[{"segment_id": "vid_0#t=1.000"}],
+    ).to_dict()
+    vector = online["embedding"][0]
+    out.write(
+        "\nget_online_features(video_frame_embeddings, segment_id='vid_0#t=1.000'):\n"
+        f"  uri={online['uri'][0]}\n  start_s={online['start_s'][0]}  model_version={online['model_version'][0]}\n"
+        f"  embedding: {len(vector) if vector else 0}-d, first values {[round(v, 3) for v in (vector or [])[:4]]}\n"
+    )

@@ -1,0 +1,32 @@
+"""CLAP-family encoder: audio windows and text in one space."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mm_feast.encoders.base import Encoder, as_tensor, load_pretrained
+
+
+class ClapEncoder(Encoder):
+    modalities = ("audio", "text")
+
+    def __init__(self, model_id: str, revision: Optional[str], device: str):
+        super().__init__(model_id, revision, device)
+        from transformers import AutoModel, AutoProcessor
+
+        self.processor = load_pretrained(AutoProcessor, model_id, revision)
+        self.model = load_pretrained(AutoModel, model_id, revision).to(device, self.dtype).eval()
+        self.dim = int(self.model.config.projection_dim)
+        self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
+
+    def _forward(self, modality: str, items: list[Any]) -> Any:
+        if modality == "text":
+            inputs = self.processor(text=items, return_tensors="pt", padding=True, truncation=True)
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            return as_tensor(self.model.get_text_features(**inputs))
+        inputs = self.processor(audio=items, sampling_rate=self.sample_rate, return_tensors="pt")
+        features = {
+            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+            for k, v in inputs.items()
+        }
+        return as_tensor(self.model.get_audio_features(**features))

@@ -1,0 +1,29 @@
+"""CLIP/SigLIP-family encoder: images, video frames and text in one space."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mm_feast.encoders.base import Encoder, as_tensor, load_pretrained
+
+
+class ClipEncoder(Encoder):
+    modalities = ("image", "video", "text")
+
+    def __init__(self, model_id: str, revision: Optional[str], device: str):
+        super().__init__(model_id, revision, device)
+        from transformers import AutoModel, AutoProcessor
+
+        self.processor = load_pretrained(AutoProcessor, model_id, revision)
+        self.model = load_pretrained(AutoModel, model_id, revision).to(device, self.dtype).eval()
+        self.dim = int(self.model.config.projection_dim)
+
+    def _forward(self, modality: str, items: list[Any]) -> Any:
+        if modality == "text":
+            inputs = self.processor(text=items, return_tensors="pt", padding=True, truncation=True)
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            return as_tensor(self.model.get_text_features(**inputs))
+        # image and video frames: RGB uint8 arrays
+        inputs = self.processor(images=items, return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device, self.dtype)
+        return as_tensor(self.model.get_image_features(pixel_values=pixels))

@@ -1,0 +1,28 @@
+"""Sentence-transformers-style text encoder (e.g. all-MiniLM-L6-v2): mean pooling over tokens."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mm_feast.encoders.base import Encoder, load_pretrained
+
+
+class SentenceEncoder(Encoder):
+    modalities = ("text",)
+
+    def __init__(self, model_id: str, revision: Optional[str], device: str):
+        super().__init__(model_id, revision, device)
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = load_pretrained(AutoTokenizer, model_id, revision)
+        self.model = load_pretrained(AutoModel, model_id, revision).to(device, self.dtype).eval()
+        self.dim = int(self.model.config.hidden_size)
+
+    def _forward(self, modality: str, items: list[Any]) -> Any:
+        inputs = self.tokenizer(
+            items, return_tensors="pt", padding=True, truncation=True, max_length=256
+        )
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        hidden = self.model(**inputs).last_hidden_state
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

@@ -1,0 +1,344 @@
+"""The ingest pipeline: scan → segment → encode → append to the offline parquet, incrementally.
+
+Called by the offline store before Feast reads an EmbeddingSource, so ``feast materialize`` and
+``get_historical_features`` see up-to-date embeddings; unchanged inputs (same sha256 and same
+model version) are never re-encoded. Every run ends with a summary in which
+``seen == ingested + unchanged + quarantined``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mm_feast.encoders import Encoder, get_encoder
+from mm_feast.media import segment_file
+from mm_feast.media.base import MediaError, Segment
+from mm_feast.sources import (
+    CREATED_FIELD,
+    TIMESTAMP_FIELD,
+    UNKNOWN_MODALITY,
+    EmbeddingSource,
+    ManifestRow,
+    MediaSource,
+    _resolve,
+)
+
+logger = logging.getLogger(__name__)
+
+ABSENT_FLOAT = -1.0  # Milvus scalar fields are not nullable on 2.3: absent positions are -1
+ABSENT_INT = -1
+
+
+@dataclass
+class QuarantineRecord:
+    run_id: str
+    source: str
+    item_id: str
+    uri: str
+    sha256: str
+    modality: str
+    stage: str
+    reason: str
+    at: datetime
+
+
+@dataclass
+class RunSummary:
+    """What one ingest run did; the counts always add up."""
+
+    source: str
+    run_id: str
+    model_version: str = ""
+    seen: int = 0
+    ingested: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    segments: int = 0
+    encoder_calls: int = 0
+    seconds: float = 0.0
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.seen == self.ingested + self.unchanged + self.quarantined
+
+    def line(self) -> str:
+        return (
+            f"[{self.source}] seen={self.seen} ingested={self.ingested} unchanged={self.unchanged}"
+            f" quarantined={self.quarantined} segments={self.segments} in {self.seconds:.1f}s"
+        )
+
+
+def lineage_id(sha256: str, position: str, model_version: str) -> str:
+    """Stable id of one embedding: same bytes, same position, same model → same id."""
+    return hashlib.sha256(f"{sha256}|{position}|{model_version}".encode()).hexdigest()[:20]
+
+
+def segment_id(item_id: str, position: str) -> str:
+    return f"{item_id}#{position}"
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def _append_parquet(path: Path, existing: pd.DataFrame, new_rows: pd.DataFrame) -> None:
+    """Rewrite the file with the new rows; written to a temp file first so a crash leaves the old one."""
+    if new_rows.empty:
+        return
+    frame = new_rows if existing.empty else pd.concat([existing, new_rows], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.parquet")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def _segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Encoder, run_id: str, now: datetime) -> dict[str, Any]:
+    loc = seg.locator
+    position = loc.position()
+    text = seg.data if isinstance(seg.data, str) else ""
+    return {
+        "segment_id": segment_id(row.item_id, position),
+        "item_id": row.item_id,
+        "uri": row.uri,
+        "sha256": row.sha256,
+        "modality": row.modality,
+        "position": position,
+        "start_s": ABSENT_FLOAT if loc.start_s is None else float(loc.start_s),
+        "end_s": ABSENT_FLOAT if loc.end_s is None else float(loc.end_s),
+        "char_start": ABSENT_INT if loc.char_start is None else int(loc.char_start),
+        "char_end": ABSENT_INT if loc.char_end is None else int(loc.char_end),
+        "text": text,
+        "caption": str(row.attributes.get("caption", "") or ""),
+        "model_id": encoder.model_id,
+        "model_version": encoder.version,
+        "lineage_id": lineage_id(row.sha256, position, encoder.version),
+        "run_id": run_id,
+        "embedding": vector.astype(np.float32).tolist(),
+        TIMESTAMP_FIELD: row.event_timestamp,
+        CREATED_FIELD: now,
+    }
+
+
+def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str) -> None:
+    logger.warning("quarantined %s (%s): %s", row.uri, stage, reason)
+    summary.quarantined += 1
+    summary.quarantine.append(
+        QuarantineRecord(
+            run_id=summary.run_id,
+            source=summary.source,
+            item_id=row.item_id,
+            uri=row.uri,
+            sha256=row.sha256,
+            modality=row.modality,
+            stage=stage,
+            reason=reason,
+            at=datetime.now(timezone.utc),
+        )
+    )
+
+
+def _segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Encoder) -> list[Segment]:
+    config = source.segmentation
+    sample_rate = getattr(encoder, "sample_rate", None)
+    if sample_rate and config.audio_windowing.sample_rate != sample_rate:
+        # The window must be decoded at the model's rate, whatever the file's rate is.
+        config = replace(config, audio_windowing=replace(config.audio_windowing, sample_rate=sample_rate))
+    return segment_file(row.uri, modality=row.modality, config=config, sha256=row.sha256)
+
+
+def _encode_segments(encoder: Encoder, modality: str, segments: list[Segment], batch_size: int) -> np.ndarray:
+    return encoder.encode(modality, [s.data for s in segments], batch_size=batch_size)
+
+
+def _encode_items(
+    source: EmbeddingSource,
+    encoder: Encoder,
+    todo: list[ManifestRow],
+    summary: RunSummary,
+    batch_size: int,
+    show_progress: bool,
+) -> list[dict[str, Any]]:
+    """Segment and encode each item; a bad item is quarantined and the batch goes on."""
+    now = datetime.now(timezone.utc)
+    out: list[dict[str, Any]] = []
+    pending: list[tuple[ManifestRow, list[Segment]]] = []
+
+    def flush() -> None:
+        segments = [s for _, segs in pending for s in segs]
+        if not segments:
+            pending.clear()
+            return
+        try:
+            vectors = _encode_segments(encoder, source.modality, segments, batch_size)
+        except Exception as exc:  # one bad batch must not stop the run: retry item by item
+            logger.warning("batch encode failed (%s); retrying item by item", exc)
+            vectors = None
+        offset = 0
+        for row, segs in pending:
+            if vectors is not None:
+                item_vectors = vectors[offset : offset + len(segs)]
+                offset += len(segs)
+            else:
+                try:
+                    item_vectors = _encode_segments(encoder, source.modality, segs, batch_size)
+                except Exception as exc:
+                    _quarantine(summary, row, "encode", f"model failed: {exc}")
+                    continue
+            out.extend(_segment_row(row, s, v, encoder, summary.run_id, now) for s, v in zip(segs, item_vectors))
+            summary.ingested += 1
+            summary.segments += len(segs)
+        pending.clear()
+
+    buffered = 0
+    for row in tqdm(todo, desc=f"embed {source.name}", unit="item", disable=not show_progress):
+        if row.error:
+            _quarantine(summary, row, "read", row.error)
+            continue
+        try:
+            segments = _segments_for(row, source, encoder)
+        except MediaError as exc:
+            _quarantine(summary, row, "decode", exc.reason)
+            continue
+        except Exception as exc:  # a decoder crash on one file is still that file's problem
+            _quarantine(summary, row, "decode", f"{type(exc).__name__}: {exc}")
+            continue
+        pending.append((row, segments))
+        buffered += len(segments)
+        if buffered >= batch_size:
+            flush()
+            buffered = 0
+    flush()
+    return out
+
+
+def _pool_items(segment_rows: pd.DataFrame, known: set[tuple[str, str, str]], run_id: str) -> list[dict[str, Any]]:
+    """Mean-pool each item's segment vectors (then re-normalise) into one item-level row."""
+    now = datetime.now(timezone.utc)
+    out = []
+    for (item_id, sha, version), group in segment_rows.groupby(["item_id", "sha256", "model_version"], sort=False):
+        if (item_id, sha, version) in known:
+            continue
+        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in group["embedding"]])
+        pooled = vectors.mean(axis=0)
+        pooled /= max(float(np.linalg.norm(pooled)), 1e-12)
+        first = group.iloc[0]
+        out.append(
+            {
+                "item_id": item_id,
+                "uri": first["uri"],
+                "sha256": sha,
+                "modality": first["modality"],
+                "caption": first["caption"],
+                "n_segments": int(len(group)),
+                "model_id": first["model_id"],
+                "model_version": version,
+                "lineage_id": lineage_id(sha, "item", version),
+                "run_id": run_id,
+                "embedding": pooled.astype(np.float32).tolist(),
+                TIMESTAMP_FIELD: first[TIMESTAMP_FIELD],
+                CREATED_FIELD: now,
+            }
+        )
+    return out
+
+
+def _record_run(repo_path: Optional[Path], summary: RunSummary) -> None:
+    """Quarantine rows and the run summary go beside the data, so nothing is lost silently."""
+    data_dir = _resolve(repo_path, "data")
+    if summary.quarantine:
+        qpath = data_dir / "quarantine" / f"{summary.source}.parquet"
+        new = pd.DataFrame([asdict(q) for q in summary.quarantine])
+        _append_parquet(qpath, _read_parquet(qpath), new)
+    runs = data_dir / "runs" / f"{summary.source}.jsonl"
+    runs.parent.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in asdict(summary).items() if k != "quarantine"}
+    record["at"] = datetime.now(timezone.utc).isoformat()
+    with open(runs, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def ensure_embeddings(
+    source: EmbeddingSource,
+    repo_path: Optional[Path] = None,
+    batch_size: int = 32,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Bring ``source``'s parquet up to date with its media collection and model."""
+    started = time.perf_counter()
+    repo_path = Path(repo_path) if repo_path is not None else None
+    run_id = uuid.uuid4().hex[:12]
+    if source.granularity == "item":
+        assert source.segments is not None
+        inner = ensure_embeddings(source.segments, repo_path, batch_size, show_progress)
+        seg_rows = _read_parquet(source.segments.resolved_path(repo_path))
+        sink = source.resolved_path(repo_path)
+        existing = _read_parquet(sink)
+        known = set(zip(existing["item_id"], existing["sha256"], existing["model_version"])) if not existing.empty else set()
+        pooled = _pool_items(seg_rows, known, run_id) if not seg_rows.empty else []
+        _append_parquet(sink, existing, pd.DataFrame(pooled))
+        summary = replace(inner, source=source.name, run_id=run_id, quarantine=[], segments=len(pooled))
+        summary.seconds = time.perf_counter() - started
+        logger.info(summary.line())
+        return summary
+
+    encoder = get_encoder(source.model_id, source.revision)
+    calls_before = encoder.calls
+    summary = RunSummary(source=source.name, run_id=run_id, model_version=encoder.version)
+    rows = [r for r in source.media.scan(repo_path) if r.modality == source.modality]
+    summary.seen = len(rows)
+    sink = source.resolved_path(repo_path)
+    existing = _read_parquet(sink)
+    done = (
+        set(zip(existing["item_id"], existing["sha256"], existing["model_version"]))
+        if not existing.empty
+        else set()
+    )
+    todo = []
+    for row in rows:
+        if (row.item_id, row.sha256, encoder.version) in done:
+            summary.unchanged += 1
+        else:
+            todo.append(row)
+    new_rows = _encode_items(source, encoder, todo, summary, batch_size, show_progress)
+    _append_parquet(sink, existing, pd.DataFrame(new_rows))
+    summary.encoder_calls = encoder.calls - calls_before
+    summary.seconds = time.perf_counter() - started
+    _record_run(repo_path, summary)
+    if not summary.balanced:  # a bug, never a data problem: fail loudly
+        raise RuntimeError(f"ingest counts do not add up: {summary.line()}")
+    logger.info(summary.line())
+    return summary
+
+
+def scan_media(media: MediaSource, repo_path: Optional[Path] = None) -> RunSummary:
+    """Scan a collection; files no segmenter can take are quarantined here, once, not per view."""
+    started = time.perf_counter()
+    summary = RunSummary(source=media.name, run_id=uuid.uuid4().hex[:12])
+    rows = media.scan(repo_path)
+    summary.seen = len(rows)
+    for row in rows:
+        if row.modality == UNKNOWN_MODALITY:
+            _quarantine(summary, row, "scan", row.error or "unsupported file type")
+        else:
+            summary.ingested += 1
+    summary.seconds = time.perf_counter() - started
+    _record_run(Path(repo_path) if repo_path is not None else None, summary)
+    logger.info(summary.line())
+    return summary
+
+
+def ensure_all(sources: Iterable[EmbeddingSource], repo_path: Optional[Path] = None, **kwargs: Any) -> list[RunSummary]:
+    return [ensure_embeddings(s, repo_path, **kwargs) for s in sources]

@@ -1,0 +1,49 @@
+"""Readable terminal output for search hits and ingest run summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from mm_feast.search import Hit
+
+
+def print_hits(title: str, hits: Sequence[Hit], out: TextIO) -> None:
+    out.write(f"\n{title}\n")
+    for rank, hit in enumerate(hits, 1):
+        label = hit.fields.get("caption") or hit.fields.get("text") or ""
+        out.write(
+            f"  {rank:2d}. {hit.score:6.3f}  {hit.view:<24} {hit.entity_key:<28} {hit.where():<18} {label[:50]}\n"
+        )
+        for ref, value in hit.features.items():
+            out.write(f"        {ref} = {value}\n")
+
+
+def latest_runs(repo: Path) -> list[dict]:
+    """The last run summary of every source, read from data/runs/*.jsonl."""
+    summaries = []
+    for path in sorted((Path(repo) / "data" / "runs").glob("*.jsonl")):
+        lines = path.read_text().strip().splitlines()
+        if lines:
+            summaries.append(json.loads(lines[-1]))
+    return summaries
+
+
+def print_summaries(repo: Path, out: TextIO) -> None:
+    out.write("\nIngest summary (seen = ingested + unchanged + quarantined):\n")
+    for s in latest_runs(repo):
+        out.write(
+            f"  {s['source']:<36} seen={s['seen']:<3} ingested={s['ingested']:<3} unchanged={s['unchanged']:<3}"
+            f" quarantined={s['quarantined']:<3} segments={s['segments']}\n"
+        )
+    qdir = Path(repo) / "data" / "quarantine"
+    if qdir.exists():
+        import pandas as pd
+
+        frames = [pd.read_parquet(p) for p in sorted(qdir.glob("*.parquet"))]
+        if frames:
+            table = pd.concat(frames).drop_duplicates(["uri", "reason"])
+            out.write("Quarantined files:\n")
+            for row in table.itertuples():
+                out.write(f"  {row.uri}: {row.reason}\n")

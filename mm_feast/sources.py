@@ -1,0 +1,347 @@
+"""Feast data sources for media collections and for the embeddings derived from them.
+
+Both subclass Feast's ``FileSource`` so Feast's file offline store can read what they point at
+(a parquet file); the media-specific options travel through the registry as JSON in the
+proto's ``custom_options`` with ``type: CUSTOM_SOURCE``, so ``feast apply`` stores them and any
+registry reader gets the same object back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+from feast.data_format import ParquetFormat
+from feast.infra.offline_stores.file_source import FileSource
+from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
+
+from mm_feast.media import SegmentationConfig, detect_modality
+from mm_feast.media.audio import AudioWindowing
+from mm_feast.media.base import MediaError, sha256_file
+from mm_feast.media.video import FrameSampling
+
+logger = logging.getLogger(__name__)
+
+TIMESTAMP_FIELD = "event_timestamp"
+CREATED_FIELD = "created_timestamp"
+MANIFEST_BASE_COLUMNS = ("item_id", "uri", "sha256", "modality", "size_bytes")
+UNKNOWN_MODALITY = "unknown"  # unsupported or unreadable files: quarantined at scan time
+
+
+@dataclass
+class ManifestRow:
+    """One raw media item: its entity key, where it is, what it hashes to and when it is valid."""
+
+    item_id: str
+    uri: str
+    modality: str
+    event_timestamp: datetime
+    sha256: str = ""
+    size_bytes: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+    error: Optional[str] = None  # set when the file could not even be read
+
+
+def _resolve(repo_path: Optional[Path], uri: str) -> Path:
+    path = Path(uri).expanduser()
+    if not path.is_absolute() and repo_path is not None:
+        path = Path(repo_path) / path
+    return path
+
+
+def _utc(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+
+
+class _JsonOptionsSource(FileSource):
+    """Shared proto plumbing: FileSource fields plus a JSON options blob in custom_options."""
+
+    def _options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _to_proto_impl(self) -> DataSourceProto:
+        proto = super()._to_proto_impl()
+        proto.type = DataSourceProto.CUSTOM_SOURCE
+        proto.data_source_class_type = f"{type(self).__module__}.{type(self).__name__}"
+        payload = {"path": self.path, "options": self._options()}
+        proto.custom_options.configuration = json.dumps(payload, sort_keys=True).encode()
+        return proto
+
+    @staticmethod
+    def _payload(proto: DataSourceProto) -> dict[str, Any]:
+        return json.loads(proto.custom_options.configuration.decode())
+
+    @staticmethod
+    def _common_kwargs(proto: DataSourceProto) -> dict[str, Any]:
+        return dict(
+            name=proto.name,
+            description=proto.description,
+            tags=dict(proto.tags),
+            owner=proto.owner,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(self) is type(other)
+            and super().__eq__(other)
+            and self._options() == other._options()  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return super().__hash__()
+
+
+class MediaSource(_JsonOptionsSource):
+    """A collection of images, videos, audio files and text documents.
+
+    Declared by a directory (``root``; item ids are relative paths, timestamps file mtimes) or by
+    a manifest table (``manifest``: csv/parquet with ``item_id``, ``uri``, ``event_timestamp``
+    and any extra columns such as ``caption``). Scanning writes manifest rows with content
+    sha256 to ``path`` (parquet), which Feast then reads like any file source.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        root: Optional[str] = None,
+        manifest: Optional[str] = None,
+        path: Optional[str] = None,
+        modalities: tuple[str, ...] = ("image", "video", "audio", "text"),
+        description: str = "",
+        tags: Optional[dict[str, str]] = None,
+        owner: str = "",
+    ):
+        if not root and not manifest:
+            raise ValueError(f"MediaSource '{name}' needs a root directory or a manifest")
+        self.root = root
+        self.manifest = manifest
+        self.modalities = tuple(modalities)
+        super().__init__(
+            name=name,
+            path=path or f"data/manifests/{name}.parquet",
+            file_format=ParquetFormat(),
+            timestamp_field=TIMESTAMP_FIELD,
+            created_timestamp_column=CREATED_FIELD,
+            description=description or "Multi-modal media collection (mm-feast)",
+            tags={"mm_feast.kind": "media_source", **(tags or {})},
+            owner=owner,
+        )
+
+    def _options(self) -> dict[str, Any]:
+        return {"root": self.root, "manifest": self.manifest, "modalities": list(self.modalities)}
+
+    @staticmethod
+    def from_proto(data_source: DataSourceProto) -> "MediaSource":
+        payload = _JsonOptionsSource._payload(data_source)
+        options = payload["options"]
+        kwargs = _JsonOptionsSource._common_kwargs(data_source)
+        return MediaSource(
+            path=payload["path"],
+            root=options["root"],
+            manifest=options["manifest"],
+            modalities=tuple(options["modalities"]),
+            **kwargs,
+        )
+
+    # ---- scanning ---------------------------------------------------------------------------
+    def _listed_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
+        if self.manifest:
+            return self._manifest_items(repo_path)
+        root = _resolve(repo_path, self.root or ".")
+        if not root.is_dir():
+            raise FileNotFoundError(f"MediaSource '{self.name}': root directory {root} not found")
+        rows = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if path.name.startswith(".") or path.suffix in {".csv", ".parquet"}:
+                continue
+            rows.append(
+                ManifestRow(
+                    item_id=path.relative_to(root).with_suffix("").as_posix(),
+                    uri=str(path.resolve()),
+                    modality="",
+                    event_timestamp=datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc),
+                )
+            )
+        return rows
+
+    def _manifest_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
+        manifest = _resolve(repo_path, self.manifest or "")
+        if manifest.suffix == ".parquet":
+            records = pd.read_parquet(manifest).to_dict("records")
+        else:
+            with open(manifest, newline="", encoding="utf-8") as handle:
+                records = list(csv.DictReader(handle))
+        base = manifest.parent
+        rows = []
+        for record in records:
+            record = dict(record)
+            uri = str(_resolve(base, str(record.pop("uri"))).resolve())
+            modality = str(record.pop("modality", "") or "")
+            rows.append(
+                ManifestRow(
+                    item_id=str(record.pop("item_id")),
+                    uri=uri,
+                    modality=modality,
+                    event_timestamp=_utc(record.pop(TIMESTAMP_FIELD)),
+                    attributes={k: v for k, v in record.items() if k not in MANIFEST_BASE_COLUMNS},
+                )
+            )
+        return rows
+
+    def scan(self, repo_path: Optional[Path] = None, write: bool = True) -> list[ManifestRow]:
+        """List the collection's items with content sha256; unreadable files keep an error."""
+        rows = []
+        for row in self._listed_items(repo_path):
+            try:
+                row.size_bytes = Path(row.uri).stat().st_size
+                row.sha256 = sha256_file(row.uri)
+                row.modality = row.modality or detect_modality(row.uri)
+            except MediaError as exc:
+                row.modality, row.error = row.modality or UNKNOWN_MODALITY, exc.reason
+            except OSError as exc:
+                row.modality = row.modality or UNKNOWN_MODALITY
+                row.error = f"cannot read file: {exc.strerror or exc}"
+            if row.modality in self.modalities or row.modality == UNKNOWN_MODALITY:
+                rows.append(row)
+        if write:
+            self.write_manifest(rows, repo_path)
+        return rows
+
+    def write_manifest(self, rows: list[ManifestRow], repo_path: Optional[Path]) -> Path:
+        target = _resolve(repo_path, self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(timezone.utc)
+        frame = pd.DataFrame(
+            [
+                {
+                    "item_id": r.item_id,
+                    "uri": r.uri,
+                    "sha256": r.sha256,
+                    "modality": r.modality,
+                    "size_bytes": int(r.size_bytes),
+                    "error": r.error or "",
+                    "caption": str(r.attributes.get("caption", "") or ""),
+                    TIMESTAMP_FIELD: r.event_timestamp,
+                    CREATED_FIELD: now,
+                }
+                for r in rows
+            ]
+        )
+        frame.to_parquet(target, index=False)
+        return target
+
+
+def segmentation_to_dict(config: SegmentationConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def segmentation_from_dict(data: dict[str, Any]) -> SegmentationConfig:
+    data = dict(data)
+    return SegmentationConfig(
+        frame_sampling=FrameSampling(**data.pop("frame_sampling")),
+        audio_windowing=AudioWindowing(**data.pop("audio_windowing")),
+        **data,
+    )
+
+
+class EmbeddingSource(_JsonOptionsSource):
+    """Embeddings of one modality of a MediaSource, made by one model, stored as parquet.
+
+    ``granularity="segment"``: one row per frame/window/block/image. ``granularity="item"``:
+    one pooled row per item, computed from the rows of ``segments`` (never re-encoded).
+    The parquet at ``path`` is the offline copy (point-in-time training data); Feast
+    materializes from it into the online store.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        media: MediaSource,
+        modality: str,
+        model_id: str,
+        revision: Optional[str] = None,
+        granularity: str = "segment",
+        segmentation: Optional[SegmentationConfig] = None,
+        segments: Optional["EmbeddingSource"] = None,
+        path: Optional[str] = None,
+        description: str = "",
+        tags: Optional[dict[str, str]] = None,
+        owner: str = "",
+    ):
+        if granularity not in ("segment", "item"):
+            raise ValueError(f"EmbeddingSource '{name}': granularity must be 'segment' or 'item'")
+        if granularity == "item" and segments is None:
+            raise ValueError(f"EmbeddingSource '{name}': an item-level source pools `segments`")
+        self.media = media
+        self.modality = modality
+        self.model_id = model_id
+        self.revision = revision
+        self.granularity = granularity
+        self.segmentation = segmentation or SegmentationConfig()
+        self.segments = segments
+        super().__init__(
+            name=name,
+            path=path or f"data/embeddings/{name}.parquet",
+            file_format=ParquetFormat(),
+            timestamp_field=TIMESTAMP_FIELD,
+            created_timestamp_column=CREATED_FIELD,
+            description=description
+            or f"{granularity}-level {modality} embeddings from '{media.name}' by {model_id}",
+            tags={
+                "mm_feast.kind": "embedding_source",
+                "mm_feast.media_source": media.name,
+                "mm_feast.modality": modality,
+                "mm_feast.model": model_id,
+                "mm_feast.granularity": granularity,
+                **(tags or {}),
+            },
+            owner=owner,
+        )
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "media": {"proto": self.media.to_proto().SerializeToString().hex()},
+            "modality": self.modality,
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "granularity": self.granularity,
+            "segmentation": segmentation_to_dict(self.segmentation),
+            "segments": (
+                self.segments.to_proto().SerializeToString().hex() if self.segments else None
+            ),
+        }
+
+    @staticmethod
+    def from_proto(data_source: DataSourceProto) -> "EmbeddingSource":
+        payload = _JsonOptionsSource._payload(data_source)
+        options = payload["options"]
+
+        def nested(hex_proto: str) -> Any:
+            proto = DataSourceProto()
+            proto.ParseFromString(bytes.fromhex(hex_proto))
+            return proto
+
+        segments = options.get("segments")
+        return EmbeddingSource(
+            path=payload["path"],
+            media=MediaSource.from_proto(nested(options["media"]["proto"])),
+            modality=options["modality"],
+            model_id=options["model_id"],
+            revision=options.get("revision"),
+            granularity=options["granularity"],
+            segmentation=segmentation_from_dict(options["segmentation"]),
+            segments=EmbeddingSource.from_proto(nested(segments)) if segments else None,
+            **_JsonOptionsSource._common_kwargs(data_source),
+        )
+
+    def resolved_path(self, repo_path: Optional[Path]) -> Path:
+        return _resolve(repo_path, self.path)

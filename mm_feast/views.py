@@ -1,0 +1,149 @@
+"""Helpers that declare embedding feature views with one standard, lineage-carrying schema."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Optional
+
+from feast import Entity, FeatureView, Field
+from feast.types import Array, Float32, Float64, Int64, String
+
+from mm_feast.media import SegmentationConfig
+from mm_feast.sources import EmbeddingSource, MediaSource
+
+segment = Entity(
+    name="segment",
+    join_keys=["segment_id"],
+    description="One frame, audio window, text block or image: '<item_id>#<position>'",
+)
+item = Entity(name="item", join_keys=["item_id"], description="One raw media item")
+
+VECTOR_FIELD = "embedding"
+_LOCATOR_FIELDS = [
+    Field(name="uri", dtype=String),
+    Field(name="sha256", dtype=String),
+    Field(name="modality", dtype=String),
+]
+_MODEL_FIELDS = [
+    Field(name="model_id", dtype=String),
+    Field(name="model_version", dtype=String),
+    Field(name="lineage_id", dtype=String),
+]
+
+
+@lru_cache(maxsize=None)
+def model_dim(model_id: str) -> int:
+    """Output size of a model, read from its config alone (cheap enough for `feast apply`)."""
+    from transformers import AutoConfig
+
+    from mm_feast.encoders.base import load_pretrained
+
+    config = load_pretrained(AutoConfig, model_id)
+    return int(getattr(config, "projection_dim", None) or config.hidden_size)
+
+
+def _vector_field(dim: int, metric: str) -> Field:
+    return Field(
+        name=VECTOR_FIELD,
+        dtype=Array(Float32),
+        vector_index=True,
+        vector_length=dim,
+        vector_search_metric=metric,
+    )
+
+
+def segment_embedding_view(
+    name: str,
+    media: MediaSource,
+    modality: str,
+    model_id: str,
+    segmentation: Optional[SegmentationConfig] = None,
+    ttl: Optional[timedelta] = None,
+    metric: str = "COSINE",
+    tags: Optional[dict[str, str]] = None,
+) -> FeatureView:
+    """One row per segment (frame / window / block / image), with its exact locator."""
+    source = EmbeddingSource(
+        name=f"{name}_source", media=media, modality=modality, model_id=model_id, segmentation=segmentation
+    )
+    schema = [
+        Field(name="item_id", dtype=String),
+        *_LOCATOR_FIELDS,
+        Field(name="position", dtype=String),
+        Field(name="start_s", dtype=Float64),
+        Field(name="end_s", dtype=Float64),
+        Field(name="char_start", dtype=Int64),
+        Field(name="char_end", dtype=Int64),
+        Field(name="text", dtype=String),
+        Field(name="caption", dtype=String),
+        *_MODEL_FIELDS,
+        _vector_field(model_dim(model_id), metric),
+    ]
+    return FeatureView(
+        name=name,
+        entities=[segment],
+        schema=schema,
+        source=source,
+        ttl=ttl or timedelta(0),
+        online=True,
+        description=source.description,
+        tags={**source.tags, **(tags or {})},
+    )
+
+
+def item_embedding_view(
+    name: str,
+    segments_view: FeatureView,
+    ttl: Optional[timedelta] = None,
+    metric: str = "COSINE",
+    tags: Optional[dict[str, str]] = None,
+) -> FeatureView:
+    """One pooled row per item, computed from ``segments_view``'s stored vectors."""
+    seg_source = segments_view.batch_source
+    assert isinstance(seg_source, EmbeddingSource)
+    source = EmbeddingSource(
+        name=f"{name}_source",
+        media=seg_source.media,
+        modality=seg_source.modality,
+        model_id=seg_source.model_id,
+        granularity="item",
+        segmentation=seg_source.segmentation,
+        segments=seg_source,
+    )
+    schema = [
+        *_LOCATOR_FIELDS,
+        Field(name="caption", dtype=String),
+        Field(name="n_segments", dtype=Int64),
+        *_MODEL_FIELDS,
+        _vector_field(model_dim(seg_source.model_id), metric),
+    ]
+    return FeatureView(
+        name=name,
+        entities=[item],
+        schema=schema,
+        source=source,
+        ttl=ttl or timedelta(0),
+        online=True,
+        description=source.description,
+        tags={**source.tags, "mm_feast.pooled_from": segments_view.name, **(tags or {})},
+    )
+
+
+def media_items_view(name: str, media: MediaSource, ttl: Optional[timedelta] = None) -> FeatureView:
+    """The scanned manifest itself as features (uri, sha256, modality, caption) per item."""
+    return FeatureView(
+        name=name,
+        entities=[item],
+        schema=[
+            *_LOCATOR_FIELDS,
+            Field(name="size_bytes", dtype=Int64),
+            Field(name="caption", dtype=String),
+            Field(name="error", dtype=String),
+        ],
+        source=media,
+        ttl=ttl or timedelta(0),
+        online=False,
+        description=f"Manifest of media collection '{media.name}'",
+        tags={"mm_feast.kind": "media_items", "mm_feast.media_source": media.name},
+    )
