@@ -61,31 +61,35 @@ def _utc(value: Any) -> datetime:
 
 
 class _JsonOptionsSource(FileSource):
-    """Shared proto plumbing: FileSource fields plus a JSON options blob in custom_options."""
+    """Shared proto plumbing: the whole source as a JSON spec in ``custom_options``."""
 
     def _options(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def to_spec(self) -> dict[str, Any]:
+        """Everything needed to rebuild this source; nested sources nest their specs."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "description": self.description,
+            "tags": dict(self.tags),
+            "owner": self.owner,
+            **self._options(),
+        }
 
     def _to_proto_impl(self) -> DataSourceProto:
         proto = super()._to_proto_impl()
         proto.type = DataSourceProto.CUSTOM_SOURCE
         proto.data_source_class_type = f"{type(self).__module__}.{type(self).__name__}"
-        payload = {"path": self.path, "options": self._options()}
-        proto.custom_options.configuration = json.dumps(payload, sort_keys=True).encode()
+        proto.custom_options.configuration = json.dumps(self.to_spec(), sort_keys=True).encode()
         return proto
 
-    @staticmethod
-    def _payload(proto: DataSourceProto) -> dict[str, Any]:
+    @classmethod
+    def _spec_from_proto(cls, proto: DataSourceProto) -> dict[str, Any]:
         return json.loads(proto.custom_options.configuration.decode())
 
-    @staticmethod
-    def _common_kwargs(proto: DataSourceProto) -> dict[str, Any]:
-        return dict(
-            name=proto.name,
-            description=proto.description,
-            tags=dict(proto.tags),
-            owner=proto.owner,
-        )
+    def validate(self, config: Any) -> None:
+        """Nothing to check at apply time: the parquet is written by ingestion, on first read."""
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -139,17 +143,14 @@ class MediaSource(_JsonOptionsSource):
         return {"root": self.root, "manifest": self.manifest, "modalities": list(self.modalities)}
 
     @staticmethod
+    def from_spec(spec: dict[str, Any]) -> "MediaSource":
+        spec = dict(spec)
+        spec["modalities"] = tuple(spec["modalities"])
+        return MediaSource(**spec)
+
+    @staticmethod
     def from_proto(data_source: DataSourceProto) -> "MediaSource":
-        payload = _JsonOptionsSource._payload(data_source)
-        options = payload["options"]
-        kwargs = _JsonOptionsSource._common_kwargs(data_source)
-        return MediaSource(
-            path=payload["path"],
-            root=options["root"],
-            manifest=options["manifest"],
-            modalities=tuple(options["modalities"]),
-            **kwargs,
-        )
+        return MediaSource.from_spec(MediaSource._spec_from_proto(data_source))
 
     # ---- scanning ---------------------------------------------------------------------------
     def _listed_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
@@ -309,39 +310,27 @@ class EmbeddingSource(_JsonOptionsSource):
 
     def _options(self) -> dict[str, Any]:
         return {
-            "media": {"proto": self.media.to_proto().SerializeToString().hex()},
+            "media": self.media.to_spec(),
             "modality": self.modality,
             "model_id": self.model_id,
             "revision": self.revision,
             "granularity": self.granularity,
             "segmentation": segmentation_to_dict(self.segmentation),
-            "segments": (
-                self.segments.to_proto().SerializeToString().hex() if self.segments else None
-            ),
+            "segments": self.segments.to_spec() if self.segments else None,
         }
 
     @staticmethod
+    def from_spec(spec: dict[str, Any]) -> "EmbeddingSource":
+        spec = dict(spec)
+        spec["media"] = MediaSource.from_spec(spec["media"])
+        spec["segmentation"] = segmentation_from_dict(spec["segmentation"])
+        if spec.get("segments"):
+            spec["segments"] = EmbeddingSource.from_spec(spec["segments"])
+        return EmbeddingSource(**spec)
+
+    @staticmethod
     def from_proto(data_source: DataSourceProto) -> "EmbeddingSource":
-        payload = _JsonOptionsSource._payload(data_source)
-        options = payload["options"]
-
-        def nested(hex_proto: str) -> Any:
-            proto = DataSourceProto()
-            proto.ParseFromString(bytes.fromhex(hex_proto))
-            return proto
-
-        segments = options.get("segments")
-        return EmbeddingSource(
-            path=payload["path"],
-            media=MediaSource.from_proto(nested(options["media"]["proto"])),
-            modality=options["modality"],
-            model_id=options["model_id"],
-            revision=options.get("revision"),
-            granularity=options["granularity"],
-            segmentation=segmentation_from_dict(options["segmentation"]),
-            segments=EmbeddingSource.from_proto(nested(segments)) if segments else None,
-            **_JsonOptionsSource._common_kwargs(data_source),
-        )
+        return EmbeddingSource.from_spec(EmbeddingSource._spec_from_proto(data_source))
 
     def resolved_path(self, repo_path: Optional[Path]) -> Path:
         return _resolve(repo_path, self.path)

@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Optional
 
-from feast import Entity, FeatureView, Field
+from feast import Entity, FeatureView, Field, ValueType
 from feast.types import Array, Float32, Float64, Int64, String
 
 from mm_feast.media import SegmentationConfig
@@ -15,9 +15,12 @@ from mm_feast.sources import EmbeddingSource, MediaSource
 segment = Entity(
     name="segment",
     join_keys=["segment_id"],
+    value_type=ValueType.STRING,
     description="One frame, audio window, text block or image: '<item_id>#<position>'",
 )
-item = Entity(name="item", join_keys=["item_id"], description="One raw media item")
+item = Entity(
+    name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="One raw media item"
+)
 
 VECTOR_FIELD = "embedding"
 _LOCATOR_FIELDS = [
@@ -68,6 +71,7 @@ def segment_embedding_view(
         name=f"{name}_source", media=media, modality=modality, model_id=model_id, segmentation=segmentation
     )
     schema = [
+        Field(name="segment_id", dtype=String),
         Field(name="item_id", dtype=String),
         *_LOCATOR_FIELDS,
         Field(name="position", dtype=String),
@@ -112,6 +116,7 @@ def item_embedding_view(
         segments=seg_source,
     )
     schema = [
+        Field(name="item_id", dtype=String),
         *_LOCATOR_FIELDS,
         Field(name="caption", dtype=String),
         Field(name="n_segments", dtype=Int64),
@@ -136,6 +141,7 @@ def media_items_view(name: str, media: MediaSource, ttl: Optional[timedelta] = N
         name=name,
         entities=[item],
         schema=[
+            Field(name="item_id", dtype=String),
             *_LOCATOR_FIELDS,
             Field(name="size_bytes", dtype=Int64),
             Field(name="caption", dtype=String),

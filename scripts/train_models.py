@@ -203,6 +203,12 @@ def tokenize_templates(
     return encoded["input_ids"], encoded["attention_mask"], table
 
 
+def trim_padding(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop all-padding columns so short batches cost less (right padding)."""
+    length = int(mask.sum(dim=1).max())
+    return ids[:, :length], mask[:, :length]
+
+
 @dataclass
 class TrainReport:
     """What TRAINING.md / training.json record about one trained model."""
@@ -518,9 +524,9 @@ def train_clip(out_dir: Path, steps: int, batch_size: int, lr: float, seed: int,
         index = batch_rng.choice(len(pixels), size=batch_size, replace=False)
         batch_labels = label_tensor[index]
         rows = table[labels[index], batch_rng.integers(0, table.shape[1], size=batch_size)]
+        batch_ids, batch_mask = trim_padding(ids[rows], mask[rows])
         out = model(
-            input_ids=ids[rows], attention_mask=mask[rows],
-            pixel_values=augment(pixels[index]),
+            input_ids=batch_ids, attention_mask=batch_mask, pixel_values=augment(pixels[index])
         )
         return soft_clip_loss(out.logits_per_image, batch_labels)
 
@@ -735,7 +741,8 @@ def train_clap(out_dir: Path, steps: int, batch_size: int, lr: float, seed: int,
         feats = features[index]
         # Random +-3 dB level offset on top of the rendered level jitter.
         feats = feats + 6.0 * (torch.rand(batch_size, 1, 1, 1, generator=generator) - 0.5)
-        out = model(input_ids=ids[rows], attention_mask=mask[rows], input_features=feats)
+        batch_ids, batch_mask = trim_padding(ids[rows], mask[rows])
+        out = model(input_ids=batch_ids, attention_mask=batch_mask, input_features=feats)
         return soft_clip_loss(out.logits_per_audio, label_tensor[index])
 
     t0 = time.perf_counter()
