@@ -35,6 +35,7 @@ import base64
 import functools
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,6 +98,13 @@ LITE_INDEX_TYPES = ("FLAT", "IVF_FLAT", "AUTOINDEX")
 # result-size limits.
 _READ_CHUNK = 1000
 _TIMESTAMP_NAMES = {EVENT_TS, CREATED_TS, "event_timestamp", "created_timestamp"}
+
+
+# Restating vector_enabled below makes pydantic warn that it shadows the parent's field,
+# which is the point; keep that one warning out of users' logs.
+warnings.filterwarnings(
+    "ignore", message='Field name "vector_enabled" in "MmMilvusOnlineStoreConfig"'
+)
 
 
 class MmMilvusOnlineStoreConfig(MilvusOnlineStoreConfig):

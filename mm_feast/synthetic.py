@@ -18,7 +18,7 @@ import wave
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ SEGMENT_S = 1.0
 
 
 def image_caption(color: str, shape: str) -> str:
-    """Canonical caption of a (colour, shape) concept, e.g. ``"a red circle"``, ``"an orange cross"``."""
+    """Canonical caption of a concept: ``"a red circle"``, ``"an orange cross"``."""
     article = "an" if color[0] in "aeiou" else "a"
     return f"{article} {color} {shape}"
 
@@ -252,7 +252,7 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) 
     for codec, options in (("libx264", {"bf": "0", "crf": "18"}), ("mpeg4", {"qscale": "3"})):
         try:
             with av.open(str(path), "w") as container:
-                stream = container.add_stream(codec, rate=fps, options=options)
+                stream: Any = container.add_stream(codec, rate=fps, options=options)
                 height, width = frames[0].shape[:2]
                 stream.width, stream.height = width, height
                 stream.pix_fmt = "yuv420p"

@@ -605,7 +605,9 @@ def make_clap_feature_extractor() -> ClapFeatureExtractor:
     )
 
 
-def render_clap_dataset(rng: np.random.Generator, count: int) -> tuple[list[np.ndarray], np.ndarray]:
+def render_clap_dataset(
+    rng: np.random.Generator, count: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Jittered sound clips balanced over concepts; 20 % are shorter (0.5-1 s, repeat-padded)."""
     labels = np.arange(count) % len(SOUNDS)
     rng.shuffle(labels)
@@ -713,7 +715,7 @@ def train_clap(out_dir: Path, steps: int, batch_size: int, lr: float, seed: int,
     n_frames, n_mels = features.shape[-2], features.shape[-1]
     spec_size = 64
     if n_mels != spec_size or n_frames > spec_size:
-        raise RuntimeError(f"feature shape {features.shape} does not fit HTSAT spec_size {spec_size}")
+        raise RuntimeError(f"features {tuple(features.shape)} do not fit HTSAT spec_size {spec_size}")
     config = ClapConfig(
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256,

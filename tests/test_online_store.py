@@ -59,6 +59,7 @@ def make_store(
     lite_db: Optional[Path] = None,
     dim: int = 8,
     uri: Optional[str] = None,
+    project: Optional[str] = None,
     **online: Any,
 ) -> FeatureStore:
     """A Feast repo built in code: local provider, file registry, Milvus online store."""
@@ -68,7 +69,7 @@ def make_store(
     else:  # stock: one store-wide embedding_dim, the test's vector size
         online_config = MilvusOnlineStoreConfig(path=str(lite_db), embedding_dim=dim, **online)
     config = RepoConfig(
-        project=f"p{uuid.uuid4().hex[:10]}",
+        project=project or f"p{uuid.uuid4().hex[:10]}",
         provider="local",
         registry=RegistryConfig(path=str(tmp_path / "registry.db")),
         online_store=online_config,
@@ -93,7 +94,7 @@ def view(
     return FeatureView(
         name=name,
         entities=[entity],
-        schema=[Field(name=k, dtype=Int64) for k in entity.join_keys] + list(fields),
+        schema=[Field(name=entity.join_key, dtype=Int64), *fields],
         source=source,
         online=True,
         ttl=timedelta(days=1),
@@ -115,8 +116,10 @@ def docs_view(tmp_path: Path, dim: int = 8, metric: Optional[str] = "COSINE", na
 
 
 def write(fs: FeatureStore, view_name: str, rows: Dict[str, List[Any]], ts: datetime = NOW) -> None:
+    """Write rows through Feast's own ingestion path (FeatureStore.write_to_online_store)."""
     df = pd.DataFrame(rows)
-    df["event_timestamp"] = ts
+    if "event_timestamp" not in df:
+        df["event_timestamp"] = ts
     fs.write_to_online_store(view_name, df)
 
 
@@ -526,8 +529,8 @@ def test_two_vector_fields_in_one_view_on_lite(tmp_path: Path, lite_db: Path) ->
 def test_stock_collection_is_refused_with_a_clear_error(tmp_path: Path, lite_db: Path) -> None:
     stock = make_store(tmp_path, "stock", lite_db)
     stock.apply([item_entity(), docs_view(tmp_path)])
-    ours = make_store(tmp_path / "ours", "mm", lite_db)
-    ours.config.project = stock.project
+    (tmp_path / "ours").mkdir()
+    ours = make_store(tmp_path / "ours", "mm", lite_db, project=stock.project)
     with pytest.raises(ValueError, match="does not match its feature view"):
         ours.apply([item_entity(), docs_view(tmp_path)])
 
@@ -587,8 +590,7 @@ def test_same_definitions_on_a_milvus_server(tmp_path: Path, milvus_server_uri: 
         assert got["boxes"] == [f32(v) for v in rows["boxes"]]
         assert got["frame_ids"] == rows["frame_ids"]
 
-        bounded = make_store(tmp_path / "bounded", "mm", uri=milvus_server_uri)
-        bounded.config.project = fs.project
+        bounded = make_store(tmp_path, "mm", uri=milvus_server_uri, project=fs.project)
         assert bounded.config.online_store.consistency_level == "Bounded"
         row = bounded.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 60}]).to_dict()
         assert row["caption"] in (["item-60"], [None])  # Bounded may lag a just-written row

@@ -71,7 +71,8 @@ def test_render_sound_range_and_determinism() -> None:
         samples = render_sound(sound, 1.0, AUDIO_SAMPLE_RATE)
         assert samples.dtype == np.float32 and samples.shape == (AUDIO_SAMPLE_RATE,)
         assert np.abs(samples).max() <= 1.0 and np.abs(samples).max() > 0.1
-        assert np.array_equal(samples, render_sound(SOUND_CAPTIONS[sound], 1.0, AUDIO_SAMPLE_RATE))
+        by_caption = render_sound(SOUND_CAPTIONS[sound], 1.0, AUDIO_SAMPLE_RATE)
+        assert np.array_equal(samples, by_caption)
     jittered = render_sound("beeping_tone", 0.5, 8000, rng=np.random.default_rng(3))
     assert jittered.shape == (4000,) and np.abs(jittered).max() <= 1.0
     with pytest.raises(ValueError):

@@ -1,0 +1,81 @@
+"""The ingest pipeline on a real text model: counts add up, bad files are quarantined with a
+reason, unchanged inputs are never re-encoded and a changed file is re-encoded alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mm_feast.encoders import get_encoder
+from mm_feast.ingest import ensure_embeddings
+from mm_feast.sources import EmbeddingSource, MediaSource
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture()
+def text_repo(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("A red circle on a dark background.\n\nQuarterly revenue grew by ten percent.\n")
+    (docs / "b.txt").write_text("A blue square.\n")
+    (docs / "empty.txt").write_text("   \n\n")
+    (docs / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    return tmp_path
+
+
+def _sources() -> tuple[EmbeddingSource, EmbeddingSource]:
+    media = MediaSource(name="docs", root="docs")
+    blocks = EmbeddingSource(name="blocks", media=media, modality="text", model_id=MINILM)
+    pooled = EmbeddingSource(name="docs_pooled", media=media, modality="text", model_id=MINILM, granularity="item", segments=blocks)
+    return blocks, pooled
+
+
+def test_bad_text_is_quarantined_with_file_and_reason_and_counts_add_up(text_repo: Path):
+    blocks, _ = _sources()
+    summary = ensure_embeddings(blocks, text_repo, show_progress=False)
+
+    assert (summary.seen, summary.ingested, summary.quarantined) == (4, 2, 2)
+    assert summary.balanced and summary.segments == 3
+    reasons = {Path(q.uri).name: q.reason for q in summary.quarantine}
+    assert "UTF-8" in reasons["latin1.txt"]
+    assert "empty" in reasons["empty.txt"].lower()
+    stored = pd.read_parquet(text_repo / "data" / "quarantine" / "blocks.parquet")
+    assert sorted(Path(u).name for u in stored["uri"]) == ["empty.txt", "latin1.txt"]
+
+
+def test_rows_carry_exact_locators_and_normalised_vectors(text_repo: Path):
+    blocks, _ = _sources()
+    ensure_embeddings(blocks, text_repo, show_progress=False)
+    rows = pd.read_parquet(blocks.resolved_path(text_repo))
+    for row in rows.itertuples():
+        decoded = Path(row.uri).read_text(encoding="utf-8")
+        assert decoded[row.char_start : row.char_end] == row.text
+        assert row.segment_id == f"{row.item_id}#c={row.char_start}-{row.char_end}"
+        assert np.isclose(np.linalg.norm(row.embedding), 1.0, atol=1e-5)
+    # re-encoding the located text reproduces the stored vector
+    encoder = get_encoder(MINILM)
+    again = encoder.encode("text", list(rows["text"]))
+    assert np.allclose(again, np.stack(rows["embedding"]), atol=1e-5)
+
+
+def test_unchanged_inputs_skip_the_model_and_a_changed_file_is_reencoded_alone(text_repo: Path):
+    blocks, pooled = _sources()
+    first = ensure_embeddings(pooled, text_repo, show_progress=False)
+    assert first.ingested == 2
+
+    again = ensure_embeddings(blocks, text_repo, show_progress=False)
+    assert again.encoder_calls == 0 and again.unchanged == 2 and again.ingested == 0
+
+    (text_repo / "docs" / "b.txt").write_text("A green triangle.\n")
+    changed = ensure_embeddings(blocks, text_repo, show_progress=False)
+    assert (changed.ingested, changed.unchanged, changed.encoder_calls) == (1, 1, 1)
+
+    ensure_embeddings(pooled, text_repo, show_progress=False)
+    items = pd.read_parquet(pooled.resolved_path(text_repo))
+    # the old version of b is kept for point-in-time history, the new one added
+    assert sorted(items["item_id"]) == ["a", "b", "b"]
+    assert items.loc[items.item_id == "a", "n_segments"].item() == 2
