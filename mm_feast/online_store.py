@@ -473,6 +473,12 @@ def _forget(endpoint: Tuple, collection_name: str) -> None:
             del _COLLECTIONS[key]
 
 
+def clear_cache() -> None:
+    """Forget checked/loaded collections, as a new process would (tests; out-of-band drops)."""
+    with _LOCK:
+        _COLLECTIONS.clear()
+
+
 def _is_lite(cfg: MmMilvusOnlineStoreConfig) -> bool:
     return bool(cfg.path) and not cfg.uri
 

@@ -23,7 +23,7 @@ from feast.types import Array, Bool, Float32, Float64, Int64, String
 from pymilvus import MilvusClient
 
 from milvus_server import milvus_server_uri  # noqa: F401  (session fixture)
-from mm_feast.online_store import MmMilvusOnlineStore, MmMilvusOnlineStoreConfig
+from mm_feast.online_store import MmMilvusOnlineStore, MmMilvusOnlineStoreConfig, clear_cache
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 STOCK_TYPE = "feast.infra.online_stores.milvus_online_store.milvus.MilvusOnlineStore"
@@ -221,8 +221,6 @@ def test_defect3_numeric_arrays_roundtrip_exactly(tmp_path: Path, lite_db: Path,
             Field(name="boxes", dtype=Array(Float32)),
             Field(name="frame_ids", dtype=Array(Int64)),
             Field(name="scores", dtype=Array(Float64)),
-            Field(name="tags", dtype=Array(String)),
-            Field(name="flags", dtype=Array(Bool)),
         ],
         tmp_path,
     )
@@ -233,18 +231,34 @@ def test_defect3_numeric_arrays_roundtrip_exactly(tmp_path: Path, lite_db: Path,
         "boxes": [[0.1, -3.4e38, 1e-8], [2.5, 7.0, 8.0, 9.0, 10.0, 11.0]],  # not 4 long
         "frame_ids": [[2**62 + 1, -7], [0]],
         "scores": [[0.1, 1 / 3], [-1e300]],
-        "tags": [["a", "é,b"], ["c"]],
-        "flags": [[True, False], [False]],
     }
     write(fs, "arrays", rows)
 
     out = fs.get_online_features(
-        features=[f"arrays:{n}" for n in ("boxes", "frame_ids", "scores", "tags", "flags")],
+        features=["arrays:boxes", "arrays:frame_ids", "arrays:scores"],
         entity_rows=[{"item_id": 1}, {"item_id": 2}],
     ).to_dict()
     assert out["boxes"] == [f32(v) for v in rows["boxes"]]
     assert out["frame_ids"] == rows["frame_ids"]
     assert out["scores"] == rows["scores"]
+
+
+def test_string_and_bool_arrays_roundtrip(tmp_path: Path, lite_db: Path) -> None:
+    fs = make_store(tmp_path, "mm", lite_db)
+    entity = item_entity()
+    lists = view(
+        "lists",
+        entity,
+        [Field(name="tags", dtype=Array(String)), Field(name="flags", dtype=Array(Bool))],
+        tmp_path,
+    )
+    fs.apply([entity, lists])  # no vector field: a placeholder vector keeps Milvus content
+    rows = {"item_id": [1, 2], "tags": [["a", "é,b"], ["c"]], "flags": [[True, False], [False]]}
+    write(fs, "lists", rows)
+
+    out = fs.get_online_features(
+        features=["lists:tags", "lists:flags"], entity_rows=[{"item_id": 1}, {"item_id": 2}]
+    ).to_dict()
     assert out["tags"] == rows["tags"]
     assert out["flags"] == rows["flags"]
 
@@ -271,8 +285,8 @@ def test_defect4_search_returns_stored_vectors(tmp_path: Path, lite_db: Path, im
 
 # --- defect 10: the field's metric, for index and search ---------------------------------
 
-# Query e1. COSINE ranks a, b, c; L2 ranks b, c, a; IP ranks a (10), d (3), b (0.6), c.
-METRIC_POINTS = {1: [10.0, 1.0], 2: [0.6, 0.6], 3: [-1.0, 0.1], 4: [3.0, 3.0]}
+# Query e1; three different rankings. COSINE: 1, 2, 4, 3. IP: 1, 4, 2, 3. L2: 2, 3, 4, 1.
+METRIC_POINTS = {1: [10.0, 1.0], 2: [0.6, 0.6], 3: [-1.0, 0.1], 4: [3.0, 4.0]}
 
 
 def metric_rows(dim: int) -> Dict[str, List[Any]]:
@@ -383,14 +397,27 @@ def test_defect12_collections_are_checked_and_loaded_once_per_process(
     assert {k: v for k, v in milvus_calls.items() if k in METADATA_CALLS} == {}
 
 
-@against_stock("reads default to the collection's Strong consistency")
-def test_defect12_serving_reads_are_bounded(tmp_path: Path, lite_db: Path, impl: str) -> None:
+@against_stock("reads and searches send no consistency level, so they get the collection's (Strong)")
+def test_defect12_serving_reads_are_bounded(
+    tmp_path: Path, lite_db: Path, impl: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fs = make_store(tmp_path, impl, lite_db)
     fs.apply([item_entity(), docs_view(tmp_path)])
+    write_docs(fs)
+    levels: List[Optional[str]] = []
+    for name in ("query", "search"):
+        original = getattr(MilvusClient, name)
 
-    described = raw_client(fs).describe_collection(collection_name(fs, "docs"))
-    assert fs.config.online_store.consistency_level == "Bounded"
-    assert described["consistency_level_name"] == "Bounded"
+        def spy(self: MilvusClient, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            levels.append(kwargs.get("consistency_level"))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MilvusClient, name, spy)
+
+    fs.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 10}])
+    fs.retrieve_online_documents_v2(features=["docs:caption"], query=planar(0, 8), top_k=2)
+
+    assert levels and set(levels) == {"Bounded"}
 
 
 @against_stock("writes are never flushed, and unflushed rows search slowly on Milvus Lite")
@@ -402,6 +429,23 @@ def test_defect12_lite_writes_are_flushed(
     milvus_calls.clear()
     write_docs(fs)
     assert milvus_calls.get("flush", 0) >= 1
+
+
+def test_existing_collection_is_checked_and_loaded_in_a_new_process(
+    tmp_path: Path, lite_db: Path, milvus_calls: Dict[str, int]
+) -> None:
+    fs = make_store(tmp_path, "mm", lite_db)
+    fs.apply([item_entity(), docs_view(tmp_path, metric="IP")])
+    write_docs(fs)
+    clear_cache()  # what a fresh serving process sees: the collection exists, nothing cached
+    milvus_calls.clear()
+
+    fresh = FeatureStore(config=fs.config)
+    out = fresh.retrieve_online_documents_v2(features=["docs:caption"], query=planar(0, 8), top_k=2).to_dict()
+    assert out["item_id"] == RANKED_IDS[:2]
+    assert milvus_calls["describe_collection"] == 1 and milvus_calls["describe_index"] == 1
+    fresh.retrieve_online_documents_v2(features=["docs:caption"], query=planar(0, 8), top_k=2)
+    assert milvus_calls["describe_collection"] == 1 and milvus_calls["describe_index"] == 1
 
 
 def test_defect12_released_collection_is_loaded_again(tmp_path: Path, lite_db: Path) -> None:
@@ -468,10 +512,11 @@ def test_null_features_read_back_as_null(tmp_path: Path, lite_db: Path) -> None:
 
 def test_search_vectors_batch_with_composite_keys_and_filter(tmp_path: Path, lite_db: Path) -> None:
     fs = make_store(tmp_path, "mm", lite_db)
-    clip = Entity(name="clip", join_keys=["video", "frame"], value_type=ValueType.UNKNOWN)
+    video = Entity(name="video", join_keys=["video"], value_type=ValueType.STRING)
+    frame = Entity(name="frame", join_keys=["frame"], value_type=ValueType.INT64)
     frames = FeatureView(
         name="frames",
-        entities=[clip],
+        entities=[video, frame],
         schema=[
             Field(name="video", dtype=String),
             Field(name="frame", dtype=Int64),
@@ -481,7 +526,7 @@ def test_search_vectors_batch_with_composite_keys_and_filter(tmp_path: Path, lit
         source=FileSource(path=str(tmp_path / "frames.parquet"), timestamp_field="event_timestamp"),
         online=True,
     )
-    fs.apply([clip, frames])
+    fs.apply([video, frame, frames])
     angles = [0.0, 20.0, 40.0, 60.0, 80.0]
     write(
         fs,
@@ -509,21 +554,6 @@ def test_search_vectors_batch_with_composite_keys_and_filter(tmp_path: Path, lit
     assert filtered[0][0]["emb"] == f32(planar(20, 8))
     with pytest.raises(ValueError, match="dim 8"):
         store.search_vectors(fs.config, fv, "emb", np.zeros(4), top_k=1)
-
-
-def test_two_vector_fields_in_one_view_on_lite(tmp_path: Path, lite_db: Path) -> None:
-    fs = make_store(tmp_path, "mm", lite_db)
-    entity = item_entity()
-    both = view("both", entity, [vector_field("image", 8, "COSINE"), vector_field("text", 4, "L2")], tmp_path)
-    fs.apply([entity, both])
-    write(fs, "both", {"item_id": [1, 2], "image": [planar(0, 8), planar(90, 8)], "text": [[0.0] * 4, [5.0] * 4]})
-    store = fs._get_provider().online_store
-    fv = fs.get_feature_view("both")
-
-    assert store.search_vectors(fs.config, fv, "image", np.asarray(planar(80, 8)), 1, [])[0][0]["item_id"] == 2
-    assert store.search_vectors(fs.config, fv, "text", np.zeros(4), 1, [])[0][0]["item_id"] == 1
-    out = fs.get_online_features(features=["both:image", "both:text"], entity_rows=[{"item_id": 2}]).to_dict()
-    assert out["text"] == [[5.0] * 4] and out["image"] == [f32(planar(90, 8))]
 
 
 def test_stock_collection_is_refused_with_a_clear_error(tmp_path: Path, lite_db: Path) -> None:
@@ -595,11 +625,7 @@ def test_same_definitions_on_a_milvus_server(tmp_path: Path, milvus_server_uri: 
         row = bounded.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 60}]).to_dict()
         assert row["caption"] in (["item-60"], [None])  # Bounded may lag a just-written row
 
-        both = view("both", entity, [vector_field("image", 8), vector_field("text", 4, "L2")], tmp_path)
-        if client.get_server_version().startswith(("v2.3", "2.3")):
-            with pytest.raises(ValueError, match="multiple vector fields"):
-                fs.apply([both])
-        else:
-            fs.apply([both])
+        described = client.describe_collection(collection_name(fs, "docs"))
+        assert described["consistency_level"] == 2  # Bounded, the collection default
     finally:
         fs.teardown()

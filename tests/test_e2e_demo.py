@@ -1,0 +1,193 @@
+"""End to end on the demo corpus, through the real `feast` CLI, real Milvus and trained weights.
+
+The same test module runs against Milvus Lite (embedded default) and a Milvus server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast import FeatureStore
+
+from mm_feast.demo import DemoCorpus, apply_and_materialize, write_demo_media
+from mm_feast.report import latest_runs
+from mm_feast.search import CrossModalSearch, Query
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FRAME_STEP_S = 0.5  # feature_repo/definitions.py samples a frame every 0.5 s
+AUDIO_HOP_S = 0.5
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Demo:
+    repo: Path
+    corpus: DemoCorpus
+    store: FeatureStore
+    search: CrossModalSearch
+
+    def truth(self, modality: str) -> dict[str, dict]:
+        return {k: v for k, v in self.corpus.ground_truth.items() if v["modality"] == modality and k not in self.corpus.broken}
+
+
+def _make_repo(tmp: Path, online_store_yaml: str) -> Path:
+    repo = tmp / "repo"
+    repo.mkdir()
+    shutil.copy(REPO_ROOT / "feature_repo" / "definitions.py", repo)
+    yaml = (REPO_ROOT / "feature_repo" / "feature_store.yaml").read_text()
+    yaml = re.sub(r"online_store:\n(  .*\n)+", online_store_yaml, yaml)
+    # a unique project keeps runs apart on a shared Milvus server
+    yaml = re.sub(r"project: \w+", f"project: e2e_{uuid.uuid4().hex[:8]}", yaml)
+    (repo / "feature_store.yaml").write_text(yaml)
+    return repo
+
+
+@pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.milvus_server)])
+def demo(request, tmp_path_factory) -> Demo:
+    if request.param == "lite":
+        online = "online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  path: data/online_store.db\n"
+    else:
+        uri = request.getfixturevalue("milvus_server_uri")
+        online = f"online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  uri: {uri}\n"
+    repo = _make_repo(tmp_path_factory.mktemp(f"demo_{request.param}"), online)
+    corpus = write_demo_media(repo)
+    apply_and_materialize(repo)
+    store = FeatureStore(repo_path=str(repo))
+    return Demo(repo, corpus, store, CrossModalSearch(store))
+
+
+def test_text_to_image_recall_at_5(demo: Demo):
+    images = demo.truth("image")
+    captions = sorted({v["caption"] for v in images.values()})
+    found = 0
+    for caption in captions:
+        hits = demo.search.search(caption, views=["image_embeddings"], top_k=5)
+        found += any(images[h.item_id]["caption"] == caption for h in hits)
+    assert found / len(captions) >= 0.9, f"recall@5 {found}/{len(captions)}"
+
+
+def test_image_to_text_finds_the_block_that_describes_it(demo: Demo):
+    images = demo.truth("image")
+    described = {row.text.lower() for row in pd.read_parquet(demo.repo / "data/embeddings/text_block_embeddings_source.parquet").itertuples()}
+    queries = [(k, v) for k, v in images.items() if any(v["caption"] in d for d in described)]
+    assert len(queries) >= 5
+    correct = 0
+    for item_id, truth in queries:
+        uri = demo.store.get_online_features(features=["image_embeddings:uri"], entity_rows=[{"segment_id": f"{item_id}#whole"}]).to_dict()["uri"][0]
+        [top] = demo.search.search(Query("image", uri), views=["text_block_embeddings"], top_k=1)
+        correct += truth["caption"] in top.text.lower()
+    assert correct / len(queries) >= 0.9, f"image->text top-1 {correct}/{len(queries)}"
+
+
+def test_text_to_video_finds_the_frame_at_the_change_time(demo: Demo):
+    videos = demo.truth("video")
+    checked = 0
+    for video_id, truth in videos.items():
+        for start, _end, caption in truth["events"]:
+            [top] = demo.search.search(caption, views=["video_frame_embeddings"], top_k=1)
+            starts = {e[0] for vid, t in videos.items() for e in t["events"] if e[2] == caption and vid == top.item_id}
+            assert starts, f"'{caption}' returned {top.entity_key}, a video without it"
+            assert min(abs(top.start_s - s) for s in starts) <= FRAME_STEP_S, (caption, top.entity_key)
+            checked += 1
+    assert checked == 3 * len(videos)
+
+
+def test_text_to_audio_finds_the_window(demo: Demo):
+    audios = demo.truth("audio")
+    correct = total = 0
+    for truth in audios.values():
+        for start, _end, caption in truth["events"]:
+            [top] = demo.search.search(caption, views=["audio_window_embeddings"], top_k=1)
+            starts = [e[0] for e in audios[top.item_id]["events"] if e[2] == caption]
+            correct += bool(starts) and min(abs(top.start_s - s) for s in starts) <= AUDIO_HOP_S
+            total += 1
+    assert correct / total >= 0.9, f"text->audio window top-1 {correct}/{total}"
+
+
+def test_file_queries_find_their_own_item(demo: Demo):
+    for modality, view in (("video", "video_embeddings"), ("audio", "audio_embeddings")):
+        for item_id in demo.truth(modality):
+            uri = pd.read_parquet(demo.repo / "data/manifests/demo_media.parquet").set_index("item_id").loc[item_id, "uri"]
+            [top] = demo.search.search(Query(modality, uri), views=[view], top_k=1)
+            assert top.item_id == item_id
+
+
+def test_search_rows_are_aligned_and_carry_locators(demo: Demo):
+    hits = demo.search.search("a blue square", top_k=10)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for hit in hits:
+        # the entity key and the returned fields describe the same row
+        assert hit.entity_key.startswith(hit.item_id + "#") or hit.entity_key == hit.item_id
+        assert hit.uri and len(hit.sha256) == 64 and hit.model_version
+
+
+def test_get_online_features_returns_the_stored_vectors_and_locators(demo: Demo):
+    offline = pd.read_parquet(demo.repo / "data/embeddings/video_frame_embeddings_source.parquet").head(5)
+    response = demo.store.get_online_features(
+        features=["video_frame_embeddings:embedding", "video_frame_embeddings:start_s", "video_frame_embeddings:uri"],
+        entity_rows=[{"segment_id": s} for s in offline["segment_id"]],
+    ).to_dict()
+    for i, row in enumerate(offline.itertuples()):
+        assert np.allclose(response["embedding"][i], row.embedding, atol=1e-6)
+        assert response["start_s"][i] == pytest.approx(row.start_s)
+        assert response["uri"][i] == row.uri
+    # 512-d CLIP and 384-d MiniLM vectors live in the same store
+    minilm = demo.store.get_online_features(features=["text_block_minilm:embedding"], entity_rows=[{"segment_id": offline_text_id(demo)}]).to_dict()
+    assert len(minilm["embedding"][0]) == 384 and len(response["embedding"][0]) == 512
+
+
+def offline_text_id(demo: Demo) -> str:
+    return pd.read_parquet(demo.repo / "data/embeddings/text_block_minilm_source.parquet")["segment_id"].iloc[0]
+
+
+def test_historical_features_are_point_in_time_and_not_recomputed(demo: Demo):
+    offline = pd.read_parquet(demo.repo / "data/embeddings/image_embeddings_source.parquet")
+    entity_df = pd.DataFrame(
+        {
+            "segment_id": list(offline["segment_id"][:3]) * 2,
+            "event_timestamp": [t + pd.Timedelta(seconds=1) for t in offline["event_timestamp"][:3]]
+            + [t - pd.Timedelta(days=1) for t in offline["event_timestamp"][:3]],
+        }
+    )
+    before = {r["source"]: r for r in latest_runs(demo.repo)}
+    result = demo.store.get_historical_features(entity_df=entity_df, features=["image_embeddings:embedding"]).to_df()
+    after = {r["source"]: r for r in latest_runs(demo.repo)}
+    run = after["image_embeddings_source"]
+    assert run["run_id"] != before["image_embeddings_source"]["run_id"]
+    assert run["encoder_calls"] == 0 and run["unchanged"] == run["seen"] - run["quarantined"]
+    by_key = result.set_index(["segment_id", "event_timestamp"])
+    for i in range(3):
+        later = by_key.loc[(entity_df.segment_id[i], entity_df.event_timestamp[i]), "embedding"]
+        assert np.allclose(later, offline.embedding[i])
+    earlier = result[result.event_timestamp < offline.event_timestamp.min()]
+    assert earlier.embedding.isna().all() if len(earlier) else True
+
+
+def test_every_run_balances_and_broken_files_are_quarantined_with_reasons(demo: Demo):
+    runs = latest_runs(demo.repo)
+    assert runs and all(r["seen"] == r["ingested"] + r["unchanged"] + r["quarantined"] for r in runs)
+    quarantine = pd.concat(pd.read_parquet(p) for p in (demo.repo / "data/quarantine").glob("*.parquet"))
+    reasons = dict(zip(quarantine.item_id, quarantine.reason))
+    assert set(demo.corpus.broken) <= set(reasons)
+    assert "UTF-8" in reasons["txt_latin1"]
+
+
+def test_cli_search_json(demo: Demo):
+    cli = Path(sys.executable).with_name("mm-feast")
+    out = subprocess.run(
+        [str(cli), "search", "a red circle", "--repo", str(demo.repo), "--views", "image_embeddings", "-k", "3", "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    hits = json.loads(out)
+    assert len(hits) == 3 and hits[0]["caption"] == "a red circle"
