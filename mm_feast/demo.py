@@ -39,7 +39,7 @@ def write_demo_media(repo: Path, seed: int = 0) -> DemoCorpus:
     """
     from mm_feast.synthetic import write_demo_corpus
 
-    media = repo / MEDIA_DIR
+    media = (Path(repo) / MEDIA_DIR).resolve()
     if media.exists():
         shutil.rmtree(media)
     rows = write_demo_corpus(media, seed=seed)

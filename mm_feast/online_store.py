@@ -8,15 +8,16 @@ feature definitions work on Milvus Lite (``path: data/online.db``) and on a Milv
       type: mm_feast.online_store.MmMilvusOnlineStore
       path: data/online.db        # Milvus Lite; or uri: http://127.0.0.1:19530
 
-What differs from stock Feast 0.67 (see docs/DESIGN "Facts measured"):
+What differs from stock Feast 0.67 (the defects listed in the design notes, "Facts measured"):
 
 * Defect 1: ``FeatureStore.retrieve_online_documents_v2`` re-sorts feature rows by entity key
   but leaves entity keys in rank order. The rows this store hands to it are arranged so that
   the public response comes back aligned and in rank order (``fix_feast_document_order``).
 * Defect 2: each vector field takes its dimension from ``Field.vector_length``, so 512-d and
-  384-d fields coexist. Several vector fields in one view work where Milvus allows them
-  (Lite 2.5 and servers >= 2.4; a 2.3 server refuses). Feast's own
-  ``retrieve_online_documents_v2`` accepts one per view; ``search_vectors`` takes the field.
+  384-d fields coexist in one store. Feast 0.67's ``FeatureView`` itself allows one vector
+  field per view, so put each embedding in its own view. (The store's layout would take
+  several, but Milvus 2.3 servers refuse multi-vector collections; Lite 2.5 and servers
+  >= 2.4 accept them.)
 * Defect 3: numeric/bool/string arrays without ``vector_index`` are Milvus ARRAY columns and
   read back exactly; scalars are native Milvus types, so filters compare numbers as numbers.
 * Defect 4: searches return the stored vector, never the query.
@@ -25,6 +26,11 @@ What differs from stock Feast 0.67 (see docs/DESIGN "Facts measured"):
 * Defect 12: collections are described and loaded once per process; search and index
   parameters are configurable (FLAT/IVF_FLAT on Lite, HNSW with ``ef`` on a server); reads
   default to Bounded consistency; writes are idempotent upserts, flushed on Lite.
+
+Layout of a row: primary key ``<join keys>_pk`` = hex of Feast's ``serialize_entity_key``
+(as stock), ``event_ts``/``created_ts`` in microseconds, join keys and features as native
+columns, other Feast types (bytes, maps, JSON, sets, ...) as a base64 ``ValueProto`` in a
+VARCHAR (at most 65535 characters), and ``_null_features`` naming the features that were null.
 
 ``search_vectors`` is the fast path for ``mm_feast.search``: raw Milvus hits, decoded.
 """
@@ -43,6 +49,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Final,
     Iterable,
     List,
     Literal,
@@ -86,7 +93,7 @@ logger = logging.getLogger(__name__)
 
 ConsistencyLevel = Literal["Strong", "Bounded", "Session", "Eventually"]
 
-STORE_TYPE = "mm_feast.online_store.MmMilvusOnlineStore"
+STORE_TYPE: Final = "mm_feast.online_store.MmMilvusOnlineStore"
 # Milvus 2.3 has no nullable fields, so null features are written as a type default and their
 # names kept here; reads turn them back into null values.
 NULLS_FIELD = "_null_features"
@@ -100,53 +107,51 @@ _READ_CHUNK = 1000
 _TIMESTAMP_NAMES = {EVENT_TS, CREATED_TS, "event_timestamp", "created_timestamp"}
 
 
-# Restating vector_enabled below makes pydantic warn that it shadows the parent's field,
-# which is the point; keep that one warning out of users' logs.
-warnings.filterwarnings(
-    "ignore", message='Field name "vector_enabled" in "MmMilvusOnlineStoreConfig"'
-)
+# Restating vector_enabled makes pydantic warn that it shadows the parent's field, which is
+# the point; keep that one warning out of users' logs without touching their filters.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "vector_enabled"')
 
+    class MmMilvusOnlineStoreConfig(MilvusOnlineStoreConfig):
+        """Config for ``MmMilvusOnlineStore``; every stock Milvus field keeps its meaning.
 
-class MmMilvusOnlineStoreConfig(MilvusOnlineStoreConfig):
-    """Config for ``MmMilvusOnlineStore``; every stock Milvus field keeps its meaning.
+        ``embedding_dim`` is only a fallback for vector fields declared without ``vector_length``,
+        and ``metric_type`` only for fields without ``vector_search_metric``.
+        """
 
-    ``embedding_dim`` is only a fallback for vector fields declared without ``vector_length``,
-    and ``metric_type`` only for fields without ``vector_search_metric``.
-    """
+        type: Literal["mm_feast.online_store.MmMilvusOnlineStore"] = STORE_TYPE  # type: ignore[assignment]
+        # Restated: pydantic would otherwise take VectorStoreConfig's False for the subclass.
+        vector_enabled: Optional[bool] = True
+        # Serving reads: Strong adds up to ~200 ms per query on a server.
+        consistency_level: Optional[ConsistencyLevel] = "Bounded"
+        collection_consistency_level: Optional[ConsistencyLevel] = "Bounded"
+        # FLAT or IVF_FLAT on Lite; HNSW (index_params {"M", "efConstruction"}, search_params
+        # {"ef"}) or IVF_* on a server. Unset params get defaults per index type.
+        index_type: Optional[str] = "FLAT"
+        # None: flush after each write on Lite (unflushed rows search slowly there), not on a
+        # server (flushing seals segments; Milvus flushes by itself).
+        flush_after_write: Optional[bool] = None
+        # Rows per upsert call: Lite stalled on a single 5,000 x 512-d insert.
+        write_batch_size: int = 1000
+        # ARRAY columns (non-vector list features): most elements per value (Milvus max 4096).
+        array_max_capacity: int = 4096
+        # Arrange retrieve_online_documents_v2 rows for Feast 0.67's re-sort (defect 1). Turn
+        # off once FeatureStore keeps feature rows with their entity keys.
+        fix_feast_document_order: bool = True
 
-    type: Literal["mm_feast.online_store.MmMilvusOnlineStore"] = STORE_TYPE
-    # Restated: pydantic would otherwise take VectorStoreConfig's False for the subclass.
-    vector_enabled: Optional[bool] = True
-    # Serving reads: Strong adds up to ~200 ms per query on a server.
-    consistency_level: Optional[ConsistencyLevel] = "Bounded"
-    collection_consistency_level: Optional[ConsistencyLevel] = "Bounded"
-    # FLAT or IVF_FLAT on Lite; HNSW (index_params {"M", "efConstruction"}, search_params
-    # {"ef"}) or IVF_* on a server. Unset params get defaults per index type.
-    index_type: Optional[str] = "FLAT"
-    # None: flush after each write on Lite (unflushed rows search slowly there), not on a
-    # server (flushing seals segments; Milvus flushes by itself).
-    flush_after_write: Optional[bool] = None
-    # Rows per upsert call: Lite stalled on a single 5,000 x 512-d insert.
-    write_batch_size: int = 1000
-    # ARRAY columns (non-vector list features): most elements per value (Milvus max 4096).
-    array_max_capacity: int = 4096
-    # Arrange retrieve_online_documents_v2 rows for Feast 0.67's re-sort (defect 1). Turn
-    # off once FeatureStore keeps feature rows with their entity keys.
-    fix_feast_document_order: bool = True
+        @field_validator("write_batch_size")
+        @classmethod
+        def _check_batch(cls, v: int) -> int:
+            if v < 1:
+                raise ValueError(f"write_batch_size must be >= 1, got {v}")
+            return v
 
-    @field_validator("write_batch_size")
-    @classmethod
-    def _check_batch(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"write_batch_size must be >= 1, got {v}")
-        return v
-
-    @field_validator("array_max_capacity")
-    @classmethod
-    def _check_capacity(cls, v: int) -> int:
-        if not 1 <= v <= 4096:
-            raise ValueError(f"array_max_capacity must be between 1 and 4096, got {v}")
-        return v
+        @field_validator("array_max_capacity")
+        @classmethod
+        def _check_capacity(cls, v: int) -> int:
+            if not 1 <= v <= 4096:
+                raise ValueError(f"array_max_capacity must be between 1 and 4096, got {v}")
+            return v
 
 
 # --- column plan: how each Feast field is stored ------------------------------------------
@@ -380,7 +385,7 @@ def _to_milvus(col: _Column, value: ValueProto, where: str) -> Any:
     """A non-null Feast value as the Milvus value for ``col``; ``where`` names it in errors."""
     if col.kind == "proto":
         return base64.b64encode(value.SerializeToString()).decode("ascii")
-    which = value.WhichOneof("val")
+    which = str(value.WhichOneof("val"))
     raw = getattr(value, which)
     if col.kind in ("vector", "array"):
         if not hasattr(raw, "val"):
@@ -411,7 +416,7 @@ def _to_proto(col: _Column, raw: Any) -> ValueProto:
         items = list(raw)
         if col.proto_attr in _INT_LISTS:
             items = [int(x) for x in items]
-        getattr(value, col.proto_attr).val.extend(items)
+        getattr(value, str(col.proto_attr)).val.extend(items)
         return value
     setattr(value, col.proto_attr, raw)  # type: ignore[arg-type]
     return value
@@ -808,7 +813,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             hits = self._call(
                 config,
                 col,
-                lambda chunk=chunk: client.query(
+                lambda chunk=chunk: client.query(  # type: ignore[misc]
                     collection_name=col.name,
                     ids=chunk,
                     output_fields=output,
@@ -895,7 +900,9 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             )
             hits = [{"id": r[plan.pk], "distance": None, "entity": r} for r in rows]
         version = config.entity_key_serialization_version
-        docs = []
+        docs: List[
+            Tuple[Optional[datetime], Optional[EntityKeyProto], Optional[Dict[str, ValueProto]]]
+        ] = []
         for hit in hits:
             entity = hit["entity"]
             nulls = _nulls(entity.get(NULLS_FIELD))
@@ -1079,9 +1086,10 @@ def _search_params(
     return params
 
 
-def _arrange_for_feast(
-    docs: List[Tuple[Optional[datetime], EntityKeyProto, Dict[str, ValueProto]]],
-) -> List[Tuple[Optional[datetime], EntityKeyProto, Dict[str, ValueProto]]]:
+_Doc = Tuple[Optional[datetime], Optional[EntityKeyProto], Optional[Dict[str, ValueProto]]]
+
+
+def _arrange_for_feast(docs: List[_Doc]) -> List[_Doc]:
     """Counter Feast 0.67's misalignment so its response is aligned and in rank order.
 
     ``FeatureStore._retrieve_from_online_store_v2`` keeps entity keys in the order given but
@@ -1093,6 +1101,8 @@ def _arrange_for_feast(
         return docs
     columns: Dict[str, List[ValueProto]] = {}
     for _, key, _ in docs:
+        if key is None:
+            return docs
         for name, value in zip(key.join_keys, key.entity_values):
             columns.setdefault(name, []).append(value)
     if any(len(v) != len(docs) for v in columns.values()):

@@ -12,7 +12,7 @@ from mm_feast.search import Hit
 def print_hits(title: str, hits: Sequence[Hit], out: TextIO) -> None:
     out.write(f"\n{title}\n")
     for rank, hit in enumerate(hits, 1):
-        label = hit.fields.get("caption") or hit.fields.get("text") or ""
+        label = hit.fields.get("text") or hit.fields.get("caption") or ""
         out.write(
             f"  {rank:2d}. {hit.score:6.3f}  {hit.view:<24} {hit.entity_key:<28} {hit.where():<18} {label[:50]}\n"
         )

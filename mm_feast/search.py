@@ -101,10 +101,14 @@ class CrossModalSearch:
     def __init__(self, store: FeatureStore):
         self.store = store
         self._query_cache: dict[tuple[str, Query], np.ndarray] = {}
+        self._views_cache: Optional[list[FeatureView]] = None
 
-    def embedding_views(self) -> list[FeatureView]:
-        views = self.store.list_feature_views()
-        return [v for v in views if isinstance(v.batch_source, EmbeddingSource)]
+    def embedding_views(self, refresh: bool = False) -> list[FeatureView]:
+        """The repo's embedding views, read from the registry once (``refresh`` re-reads)."""
+        if self._views_cache is None or refresh:
+            views = self.store.list_feature_views()
+            self._views_cache = [v for v in views if isinstance(v.batch_source, EmbeddingSource)]
+        return self._views_cache
 
     def _views(self, names: Optional[Sequence[str]]) -> list[FeatureView]:
         views = self.embedding_views()
@@ -115,6 +119,15 @@ class CrossModalSearch:
         if missing:
             raise KeyError(f"not embedding views in this repo: {missing}; known: {sorted(by_name)}")
         return [by_name[n] for n in names]
+
+    def _online_store(self) -> Any:
+        store = self.store._get_provider().online_store
+        if not hasattr(store, "search_vectors"):
+            raise TypeError(
+                f"online store {type(store).__name__} has no search_vectors: set online_store.type"
+                " to mm_feast.online_store.MmMilvusOnlineStore in feature_store.yaml"
+            )
+        return store
 
     def query_vector(self, encoder: Encoder, query: Query) -> np.ndarray:
         key = (encoder.space, query)
@@ -133,7 +146,7 @@ class CrossModalSearch:
         """Top-k hits over the chosen views (or every embedding view whose model takes the query)."""
         if isinstance(query, str):
             query = Query.parse(query)
-        online_store = self.store._get_provider().online_store
+        online_store = self._online_store()
         hits: list[Hit] = []
         searched = []
         for view in self._views(views):

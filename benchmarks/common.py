@@ -1,0 +1,49 @@
+"""Shared helpers for the benchmarks: latency percentiles and a markdown table row."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Latency:
+    name: str
+    samples_ms: np.ndarray
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.samples_ms, 50))
+
+    @property
+    def p95(self) -> float:
+        return float(np.percentile(self.samples_ms, 95))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.samples_ms, 99))
+
+    @property
+    def qps(self) -> float:
+        return 1000.0 / float(np.mean(self.samples_ms))
+
+    def row(self, extra: str = "") -> str:
+        return f"| {self.name} | {self.p50:.2f} | {self.p95:.2f} | {self.p99:.2f} | {self.qps:.0f} | {extra} |"
+
+
+def measure(name: str, fn: Callable[[int], object], repeats: int, warmup: int = 5) -> Latency:
+    """Time ``fn(i)`` for ``repeats`` calls after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return Latency(name, np.asarray(samples))
+
+
+LATENCY_HEADER = "| what | p50 ms | p95 ms | p99 ms | throughput /s | notes |\n|---|---|---|---|---|---|"
