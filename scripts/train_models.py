@@ -487,7 +487,7 @@ def train_clip(out_dir: Path, steps: int, batch_size: int, lr: float, seed: int,
     )
     logger.info("CLIP: rendering %d training images", train_images)
     images, labels = render_clip_dataset(rng, train_images, (64, 64, 64, 48, 32, 96), 0.25)
-    stack = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BICUBIC))
+    stack = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.Resampling.BICUBIC))
                       for im in images]).astype(np.float32) / 255.0
     mean = [round(float(v), 3) for v in stack.mean(axis=(0, 1, 2))]
     std = [round(float(v), 3) for v in stack.std(axis=(0, 1, 2))]
