@@ -484,6 +484,26 @@ def clear_cache() -> None:
         _COLLECTIONS.clear()
 
 
+def close_connections() -> None:
+    """Close every client and stop this process's Milvus Lite servers, releasing their file locks.
+
+    Milvus Lite lets one process at a time open a database file; call this before another
+    process (e.g. the `mm-feast` CLI, or `feast materialize`) needs the same file.
+    """
+    with _LOCK:
+        for endpoint, client in list(_CLIENTS.items()):
+            try:
+                client.close()
+            except Exception as exc:  # a dead connection is already closed
+                logger.debug("closing %s: %s", endpoint, exc)
+            if endpoint[0] == "lite":
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(endpoint[1])
+        _CLIENTS.clear()
+        _COLLECTIONS.clear()
+
+
 def _is_lite(cfg: MmMilvusOnlineStoreConfig) -> bool:
     return bool(cfg.path) and not cfg.uri
 

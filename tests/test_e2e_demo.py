@@ -20,6 +20,7 @@ import pytest
 from feast import FeatureStore
 
 from mm_feast.demo import DemoCorpus, apply_and_materialize, write_demo_media
+from mm_feast.online_store import close_connections
 from mm_feast.report import latest_runs
 from mm_feast.search import CrossModalSearch, Query
 
@@ -184,6 +185,7 @@ def test_every_run_balances_and_broken_files_are_quarantined_with_reasons(demo: 
 
 
 def test_cli_search_json(demo: Demo):
+    close_connections()  # Milvus Lite: one process per database file
     cli = Path(sys.executable).with_name("mm-feast")
     out = subprocess.run(
         [str(cli), "search", "a red circle", "--repo", str(demo.repo), "--views", "image_embeddings", "-k", "3", "--json"],
