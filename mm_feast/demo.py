@@ -90,7 +90,15 @@ def apply_and_materialize(repo: Path) -> None:
     feast_cli(repo, "materialize-incremental", end)
 
 
-DEMO_QUERIES = ["a red circle", "a blue square", "a rising chirp", "a low tone"]
+# (query, modalities searched): scores compare only within one model space, so each demo
+# query names the modalities whose model reads it (CLIP: image/video/text, CLAP: audio).
+DEMO_QUERIES = [
+    ("a red circle", ["image", "video"]),
+    ("a blue square", ["video"]),
+    ("a green triangle", ["text"]),
+    ("a rising chirp", ["audio"]),
+    ("a low tone", ["audio"]),
+]
 
 
 def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
@@ -105,13 +113,15 @@ def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
         shutil.rmtree(repo / "data")
     corpus = write_demo_media(repo)
     out.write(f"Demo media written under {corpus.manifest.parent} ({len(corpus.ground_truth)} items)\n")
+    started = datetime.now(timezone.utc).isoformat()
     apply_and_materialize(repo)
-    print_summaries(repo, out)
+    print_summaries(repo, out, since=started)
 
     store = FeatureStore(repo_path=str(repo))
     search = CrossModalSearch(store)
-    for text in DEMO_QUERIES:
-        print_hits(f'text query "{text}"', search.search(text, top_k=5), out)
+    for text, modalities in DEMO_QUERIES:
+        hits = search.search(text, top_k=5, modalities=modalities)
+        print_hits(f'text query "{text}" over {"/".join(modalities)}', hits, out)
     image = repo / MEDIA_DIR / "images" / "green_triangle_photo.jpg"
     print_hits(f"image query {image.name} -> text blocks", search.search(Query("image", str(image)), views=["text_block_embeddings"], top_k=3), out)
     online = store.get_online_features(

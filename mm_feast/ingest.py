@@ -289,8 +289,10 @@ def ensure_embeddings(
         known = set(zip(existing["item_id"], existing["sha256"], existing["model_version"])) if not existing.empty else set()
         pooled = _pool_items(seg_rows, known, run_id) if not seg_rows.empty else []
         _append_parquet(sink, existing, pd.DataFrame(pooled))
+        # counts are the segment run's (same items); quarantine records stay with that run
         summary = replace(inner, source=source.name, run_id=run_id, quarantine=[], segments=len(pooled))
         summary.seconds = time.perf_counter() - started
+        _record_run(repo_path, summary)
         logger.info(summary.line())
         return summary
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Optional, Sequence, TextIO
 
 from mm_feast.search import Hit
 
@@ -20,19 +20,24 @@ def print_hits(title: str, hits: Sequence[Hit], out: TextIO) -> None:
             out.write(f"        {ref} = {value}\n")
 
 
-def latest_runs(repo: Path) -> list[dict]:
-    """The last run summary of every source, read from data/runs/*.jsonl."""
-    summaries = []
+def all_runs(repo: Path) -> list[dict]:
+    """Every recorded run summary of every source, oldest first (data/runs/*.jsonl)."""
+    runs = []
     for path in sorted((Path(repo) / "data" / "runs").glob("*.jsonl")):
-        lines = path.read_text().strip().splitlines()
-        if lines:
-            summaries.append(json.loads(lines[-1]))
-    return summaries
+        runs.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return sorted(runs, key=lambda r: r["at"])
 
 
-def print_summaries(repo: Path, out: TextIO) -> None:
-    out.write("\nIngest summary (seen = ingested + unchanged + quarantined):\n")
-    for s in latest_runs(repo):
+def latest_runs(repo: Path) -> list[dict]:
+    """The last run summary of every source."""
+    return list({r["source"]: r for r in all_runs(repo)}.values())
+
+
+def print_summaries(repo: Path, out: TextIO, since: Optional[str] = None) -> None:
+    """Runs recorded since ``since`` (ISO time), or the latest run of each source."""
+    runs = [r for r in all_runs(repo) if r["at"] >= since] if since else latest_runs(repo)
+    out.write("\nIngest runs (seen = ingested + unchanged + quarantined):\n")
+    for s in runs:
         out.write(
             f"  {s['source']:<36} seen={s['seen']:<3} ingested={s['ingested']:<3} unchanged={s['unchanged']:<3}"
             f" quarantined={s['quarantined']:<3} segments={s['segments']}\n"

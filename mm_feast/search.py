@@ -51,10 +51,13 @@ class Query:
 
 @dataclass
 class Hit:
+    """One search result. ``score`` compares across hits of the same ``space`` only."""
+
     view: str
     entity_key: str
     score: float  # cosine similarity within the view's model space; higher is better
     fields: dict[str, Any]
+    space: str = ""
     features: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
@@ -174,9 +177,15 @@ class CrossModalSearch:
             for row in results:
                 fields = {k: row.get(k) for k in output}
                 fields[join_key] = row[join_key]
-                hits.append(Hit(view.name, str(row[join_key]), _score(row["distance"], view), fields))
+                hits.append(Hit(view.name, str(row[join_key]), _score(row["distance"], view), fields, encoder.space))
         if not searched:
             raise ValueError(f"no embedding view in this repo takes a {query.kind} query")
+        if len({h.space for h in hits}) > 1:
+            logger.info(
+                "hits span several model spaces (%s); their scores are not calibrated against"
+                " each other: pass views= or modalities= to search one space",
+                ", ".join(sorted({h.space for h in hits})),
+            )
         hits.sort(key=lambda h: h.score, reverse=True)
         hits = hits[:top_k]
         if features:
