@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mm_feast.encoders import Encoder, get_encoder
+from mm_feast.lineage.recorder import erased_sha256s, record_ingest
 from mm_feast.media import segment_file
 from mm_feast.media.base import MediaError, Segment
 from mm_feast.sources import (
@@ -260,8 +261,13 @@ def _record_run(repo_path: Optional[Path], summary: RunSummary) -> None:
     data_dir = _resolve(repo_path, "data")
     if summary.quarantine:
         qpath = data_dir / "quarantine" / f"{summary.source}.parquet"
+        existing = _read_parquet(qpath)
         new = pd.DataFrame([asdict(q) for q in summary.quarantine])
-        _append_parquet(qpath, _read_parquet(qpath), new)
+        if not existing.empty:  # the same file failing the same way again is one record
+            seen_before = set(zip(existing.uri, existing.sha256, existing.stage, existing.reason))
+            keep = [(u, h, st, r) not in seen_before for u, h, st, r in zip(new.uri, new.sha256, new.stage, new.reason)]
+            new = new[keep]
+        _append_parquet(qpath, existing, new)
     runs = data_dir / "runs" / f"{summary.source}.jsonl"
     runs.parent.mkdir(parents=True, exist_ok=True)
     record = {k: v for k, v in asdict(summary).items() if k != "quarantine"}
@@ -280,6 +286,10 @@ def ensure_embeddings(
     started = time.perf_counter()
     repo_path = Path(repo_path) if repo_path is not None else None
     run_id = uuid.uuid4().hex[:12]
+    if source.granularity == "fused":  # rows combine other views' rows: see mm_feast.fusion
+        from mm_feast.fusion import ensure_fused
+
+        return ensure_fused(source, repo_path, run_id)
     if source.granularity == "item":
         assert source.segments is not None
         inner = ensure_embeddings(source.segments, repo_path, batch_size, show_progress)
@@ -289,6 +299,7 @@ def ensure_embeddings(
         known = set(zip(existing["item_id"], existing["sha256"], existing["model_version"])) if not existing.empty else set()
         pooled = _pool_items(seg_rows, known, run_id) if not seg_rows.empty else []
         _append_parquet(sink, existing, pd.DataFrame(pooled))
+        record_ingest(repo_path, source, pd.DataFrame(pooled), run_id)
         # counts are the segment run's (same items); quarantine records stay with that run
         summary = replace(inner, source=source.name, run_id=run_id, quarantine=[], segments=len(pooled))
         summary.seconds = time.perf_counter() - started
@@ -299,7 +310,8 @@ def ensure_embeddings(
     encoder = get_encoder(source.model_id, source.revision)
     calls_before = encoder.calls
     summary = RunSummary(source=source.name, run_id=run_id, model_version=encoder.version)
-    rows = [r for r in source.media.scan(repo_path) if r.modality == source.modality]
+    all_rows, _ = scan_media(source.media, repo_path)
+    rows = [r for r in all_rows if r.modality == source.modality]
     summary.seen = len(rows)
     sink = source.resolved_path(repo_path)
     existing = _read_parquet(sink)
@@ -309,13 +321,17 @@ def ensure_embeddings(
         else set()
     )
     todo = []
+    erased = erased_sha256s(repo_path)
     for row in rows:
-        if (row.item_id, row.sha256, encoder.version) in done:
+        if row.sha256 in erased:  # right-to-erasure: never re-ingest erased content
+            _quarantine(summary, row, "erased", "content erased by `mm-feast impacted --delete` (see the lineage audit)")
+        elif (row.item_id, row.sha256, encoder.version) in done:
             summary.unchanged += 1
         else:
             todo.append(row)
     new_rows = _encode_items(source, encoder, todo, summary, batch_size, show_progress)
     _append_parquet(sink, existing, pd.DataFrame(new_rows))
+    record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
     summary.encoder_calls = encoder.calls - calls_before
     summary.seconds = time.perf_counter() - started
     _record_run(repo_path, summary)
@@ -325,8 +341,9 @@ def ensure_embeddings(
     return summary
 
 
-def scan_media(media: MediaSource, repo_path: Optional[Path] = None) -> RunSummary:
-    """Scan a collection; files no segmenter can take are quarantined here, once, not per view."""
+def scan_media(media: MediaSource, repo_path: Optional[Path] = None) -> tuple[list[ManifestRow], RunSummary]:
+    """Scan a collection and write its manifest; files no segmenter can take are quarantined
+    here (stage "scan"), since no embedding view would ever see them."""
     started = time.perf_counter()
     summary = RunSummary(source=media.name, run_id=uuid.uuid4().hex[:12])
     rows = media.scan(repo_path)
@@ -339,7 +356,7 @@ def scan_media(media: MediaSource, repo_path: Optional[Path] = None) -> RunSumma
     summary.seconds = time.perf_counter() - started
     _record_run(Path(repo_path) if repo_path is not None else None, summary)
     logger.info(summary.line())
-    return summary
+    return rows, summary
 
 
 def ensure_all(sources: Iterable[EmbeddingSource], repo_path: Optional[Path] = None, **kwargs: Any) -> list[RunSummary]:

@@ -37,7 +37,7 @@ def prepare_source(config: RepoConfig, source: Any) -> None:
     if isinstance(source, EmbeddingSource):
         ensure_embeddings(source, repo_path, batch_size=getattr(options, "batch_size", 32))
     elif isinstance(source, MediaSource):
-        scan_media(source, repo_path)
+        scan_media(source, repo_path)  # writes the manifest parquet Feast then reads
 
 
 class MmFileOfflineStore(DaskOfflineStore):

@@ -48,6 +48,19 @@ class ManifestRow:
     error: Optional[str] = None  # set when the file could not even be read
 
 
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def content_hash(path: str | Path) -> tuple[int, str]:
+    """(size, sha256) of a file, memoised on (path, size, mtime) so that every view of one
+    collection can rescan it in the same process without re-reading unchanged files."""
+    stat = Path(path).stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(path)
+    return stat.st_size, _HASHES[key]
+
+
 def _resolve(repo_path: Optional[Path], uri: str) -> Path:
     path = Path(uri).expanduser()
     if not path.is_absolute() and repo_path is not None:
@@ -202,9 +215,8 @@ class MediaSource(_JsonOptionsSource):
         rows = []
         for row in self._listed_items(repo_path):
             try:
-                row.size_bytes = Path(row.uri).stat().st_size
-                row.sha256 = sha256_file(row.uri)
                 row.modality = row.modality or detect_modality(row.uri)
+                row.size_bytes, row.sha256 = content_hash(row.uri)
             except MediaError as exc:
                 row.modality, row.error = row.modality or UNKNOWN_MODALITY, exc.reason
             except OSError as exc:

@@ -193,3 +193,15 @@ def test_cli_search_json(demo: Demo):
     ).stdout
     hits = json.loads(out)
     assert len(hits) == 3 and hits[0]["caption"] == "a red circle"
+
+
+def test_search_hits_join_requested_feast_features(demo: Demo):
+    hits = demo.search.search(
+        "a blue square", views=["video_frame_embeddings"], top_k=3,
+        features=["video_embeddings:n_segments", "video_embeddings:caption"],
+    )
+    assert hits
+    for hit in hits:
+        # frames join their video's item-level features through item_id
+        assert hit.features["video_embeddings:n_segments"] == 6
+        assert hit.features["video_embeddings:caption"] == demo.corpus.ground_truth[hit.item_id]["caption"]

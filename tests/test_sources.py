@@ -46,7 +46,7 @@ def test_directory_scan_hashes_content_and_quarantines_unsupported(tmp_path: Pat
     (root / "blob.xyz").write_bytes(b"\x00\x01\x02 not media")
     media = MediaSource(name="m", root="media")
 
-    summary = scan_media(media, tmp_path)
+    _, summary = scan_media(media, tmp_path)
 
     assert summary.seen == 2 and summary.ingested == 1 and summary.quarantined == 1
     assert summary.balanced
