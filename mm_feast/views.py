@@ -56,6 +56,22 @@ def _vector_field(dim: int, metric: str) -> Field:
     )
 
 
+def _online_view(
+    name: str, entity: Entity, schema: list[Field], source: EmbeddingSource, ttl: Optional[timedelta], tags: Optional[dict[str, str]]
+) -> FeatureView:
+    """An online embedding view over ``source``; its tags carry the source's lineage tags."""
+    return FeatureView(
+        name=name,
+        entities=[entity],
+        schema=schema,
+        source=source,
+        ttl=ttl or timedelta(0),
+        online=True,
+        description=source.description,
+        tags={**source.tags, **(tags or {})},
+    )
+
+
 def segment_embedding_view(
     name: str,
     media: MediaSource,
@@ -84,16 +100,7 @@ def segment_embedding_view(
         *_MODEL_FIELDS,
         _vector_field(model_dim(model_id), metric),
     ]
-    return FeatureView(
-        name=name,
-        entities=[segment],
-        schema=schema,
-        source=source,
-        ttl=ttl or timedelta(0),
-        online=True,
-        description=source.description,
-        tags={**source.tags, **(tags or {})},
-    )
+    return _online_view(name, segment, schema, source, ttl, tags)
 
 
 def item_embedding_view(
@@ -123,16 +130,7 @@ def item_embedding_view(
         *_MODEL_FIELDS,
         _vector_field(model_dim(seg_source.model_id), metric),
     ]
-    return FeatureView(
-        name=name,
-        entities=[item],
-        schema=schema,
-        source=source,
-        ttl=ttl or timedelta(0),
-        online=True,
-        description=source.description,
-        tags={**source.tags, "mm_feast.pooled_from": segments_view.name, **(tags or {})},
-    )
+    return _online_view(name, item, schema, source, ttl, {"mm_feast.pooled_from": segments_view.name, **(tags or {})})
 
 
 def media_items_view(name: str, media: MediaSource, ttl: Optional[timedelta] = None) -> FeatureView:

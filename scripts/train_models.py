@@ -378,26 +378,43 @@ class ImageAugment:
         return x
 
 
-def clip_embed_images(model: CLIPModel, pixels: torch.Tensor) -> torch.Tensor:
-    """L2-normalised image embeddings, batched, no grad."""
+def save_and_reload(
+    model: Any, processor: Any, target: Path, model_cls: Any, processor_cls: Any, logits: str, **sanity: Any
+) -> tuple[Any, Any]:
+    """Save model + processor, reload them the way the application will, and check that the
+    reloaded pair still matches two known pairs (first input ↔ first caption, second ↔ second)."""
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target, safe_serialization=True)
+    processor.save_pretrained(target)
+    reloaded = model_cls.from_pretrained(target).eval()
+    reloaded_processor = processor_cls.from_pretrained(target)
+    inputs = reloaded_processor(return_tensors="pt", padding=True, **sanity)
+    with torch.no_grad():
+        scores = getattr(reloaded(**inputs), logits)
+    if scores.argmax(dim=1).tolist() != [0, 1]:
+        raise RuntimeError(f"reloaded {model_cls.__name__} fails its sanity check: {scores}")
+    return reloaded, reloaded_processor
+
+
+def embed_batched(get_features: Any, inputs: torch.Tensor, field: str) -> torch.Tensor:
+    """L2-normalised embeddings of ``inputs`` in chunks of 256, no grad (images or audio)."""
     outs = []
     with torch.no_grad():
-        for start in range(0, len(pixels), 256):
-            feats = features_tensor(
-                model.get_image_features(pixel_values=pixels[start : start + 256]), "image_embeds"
-            )
-            outs.append(F.normalize(feats, dim=-1))
+        for start in range(0, len(inputs), 256):
+            outs.append(F.normalize(features_tensor(get_features(inputs[start : start + 256]), field), dim=-1))
     return torch.cat(outs)
 
 
-def clip_embed_texts(model: CLIPModel, tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
-    """L2-normalised text embeddings for a list of strings."""
+def clip_embed_images(model: CLIPModel, pixels: torch.Tensor) -> torch.Tensor:
+    return embed_batched(lambda x: model.get_image_features(pixel_values=x), pixels, "image_embeds")
+
+
+def embed_texts(model: Any, tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
+    """L2-normalised text embeddings for a list of strings (CLIP or CLAP text tower)."""
     enc = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
     with torch.no_grad():
         feats = features_tensor(
-            model.get_text_features(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-            ),
+            model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]),
             "text_embeds",
         )
     return F.normalize(feats, dim=-1)
@@ -420,7 +437,7 @@ def evaluate_clip(model: CLIPModel, processor: CLIPProcessor, seed: int) -> dict
         for i in labels
     ]
     caption_labels = np.arange(len(IMAGE_CAPTIONS))
-    text_emb = clip_embed_texts(model, processor.tokenizer, IMAGE_CAPTIONS).numpy()
+    text_emb = embed_texts(model, processor.tokenizer, IMAGE_CAPTIONS).numpy()
     metrics: dict[str, Any] = {}
 
     emb = clip_embed_images(model, preprocess_images(processor, fresh)).numpy()
@@ -467,7 +484,7 @@ def evaluate_clip(model: CLIPModel, processor: CLIPProcessor, seed: int) -> dict
             sentence = template.format(cap=caption)
             sentences.append(sentence[0].upper() + sentence[1:])
             sentence_labels.append(i)
-    sent_emb = clip_embed_texts(model, processor.tokenizer, sentences).numpy()
+    sent_emb = embed_texts(model, processor.tokenizer, sentences).numpy()
     metrics["demo_sentences_text_to_image"] = retrieval_metrics(
         sent_emb @ emb.T, np.asarray(sentence_labels), labels, k=5
     )
@@ -535,22 +552,11 @@ def train_clip(out_dir: Path, steps: int, batch_size: int, lr: float, seed: int,
     seconds_train = time.perf_counter() - t0
 
     target = out_dir / CLIP_DIR_NAME
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    processor.save_pretrained(target)
-
-    # Verify the saved artefacts by reloading them the way the application will.
-    reloaded = CLIPModel.from_pretrained(target).eval()
-    reloaded_processor = CLIPProcessor.from_pretrained(target)
-    sanity = reloaded_processor(
+    reloaded, reloaded_processor = save_and_reload(
+        model, processor, target, CLIPModel, CLIPProcessor, "logits_per_image",
         text=["a red circle", "an orange cross"],
         images=[render_shape("red", "circle", 64), render_shape("orange", "cross", 64)],
-        return_tensors="pt", padding=True,
     )
-    with torch.no_grad():
-        logits = reloaded(**sanity).logits_per_image
-    if logits.argmax(dim=1).tolist() != [0, 1]:
-        raise RuntimeError(f"reloaded CLIP fails its sanity check: {logits}")
     metrics = evaluate_clip(reloaded, reloaded_processor, seed=seed + 1000)
 
     config_dict = {
@@ -631,36 +637,14 @@ def clap_features(processor: ClapProcessor, clips: Sequence[np.ndarray]) -> torc
 
 
 def clap_embed_audio(model: ClapModel, features: torch.Tensor) -> torch.Tensor:
-    """L2-normalised audio embeddings, batched, no grad."""
-    outs = []
-    with torch.no_grad():
-        for start in range(0, len(features), 256):
-            feats = features_tensor(
-                model.get_audio_features(input_features=features[start : start + 256]),
-                "audio_embeds",
-            )
-            outs.append(F.normalize(feats, dim=-1))
-    return torch.cat(outs)
-
-
-def clap_embed_texts(model: ClapModel, tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
-    """L2-normalised text embeddings."""
-    enc = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
-    with torch.no_grad():
-        feats = features_tensor(
-            model.get_text_features(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-            ),
-            "text_embeds",
-        )
-    return F.normalize(feats, dim=-1)
+    return embed_batched(lambda x: model.get_audio_features(input_features=x), features, "audio_embeds")
 
 
 def evaluate_clap(model: ClapModel, processor: ClapProcessor, seed: int) -> dict[str, Any]:
     """Retrieval on fresh jittered clips, clean clips and the 1 s windows of demo WAV files."""
     rng = np.random.default_rng(seed)
     caption_labels = np.arange(len(SOUNDS))
-    text_emb = clap_embed_texts(model, processor.tokenizer, AUDIO_CAPTIONS).numpy()
+    text_emb = embed_texts(model, processor.tokenizer, AUDIO_CAPTIONS).numpy()
     metrics: dict[str, Any] = {}
 
     labels = np.repeat(caption_labels, 40)
@@ -687,7 +671,7 @@ def evaluate_clap(model: ClapModel, processor: ClapProcessor, seed: int) -> dict
 
     sentences = [t.format(cap=c) for c in AUDIO_CAPTIONS for t in AUDIO_TEXT_TEMPLATES[3:]]
     sentence_labels = np.repeat(caption_labels, len(AUDIO_TEXT_TEMPLATES) - 3)
-    sent_emb = clap_embed_texts(model, processor.tokenizer, sentences).numpy()
+    sent_emb = embed_texts(model, processor.tokenizer, sentences).numpy()
     metrics["sentences_text_to_audio"] = retrieval_metrics(sent_emb @ emb.T, sentence_labels,
                                                            labels, k=5)
     return metrics
@@ -752,21 +736,12 @@ def train_clap(out_dir: Path, steps: int, batch_size: int, lr: float, seed: int,
     seconds_train = time.perf_counter() - t0
 
     target = out_dir / CLAP_DIR_NAME
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    processor.save_pretrained(target)
-
-    reloaded = ClapModel.from_pretrained(target).eval()
-    reloaded_processor = ClapProcessor.from_pretrained(target)
-    sanity = reloaded_processor(
+    reloaded, reloaded_processor = save_and_reload(
+        model, processor, target, ClapModel, ClapProcessor, "logits_per_audio",
         text=["a low tone", "a noise burst"],
         audio=[render_sound("low_tone", 1.0), render_sound("noise_burst", 1.0)],
-        sampling_rate=AUDIO_SAMPLE_RATE, return_tensors="pt", padding=True,
+        sampling_rate=AUDIO_SAMPLE_RATE,
     )
-    with torch.no_grad():
-        logits = reloaded(**sanity).logits_per_audio
-    if logits.argmax(dim=1).tolist() != [0, 1]:
-        raise RuntimeError(f"reloaded CLAP fails its sanity check: {logits}")
     metrics = evaluate_clap(reloaded, reloaded_processor, seed=seed + 1000)
 
     fe = reloaded_processor.feature_extractor

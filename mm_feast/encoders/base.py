@@ -135,6 +135,16 @@ class Encoder(ABC):
         self.calls = 0  # forward passes run, so tests can prove unchanged inputs are skipped
         self.dim = 0
 
+    def _load(self, loader: Any) -> Any:
+        """Processor/tokenizer for this encoder's model (offline-first, clear errors)."""
+        return load_pretrained(loader, self.model_id, self.revision)
+
+    def _load_model(self) -> Any:
+        """The model itself, on this encoder's device and dtype, in eval mode."""
+        from transformers import AutoModel
+
+        return self._load(AutoModel).to(self.device, self.dtype).eval()
+
     @property
     def space(self) -> str:
         """Identity of the vector space: vectors compare only within one space."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mm_feast.encoders.base import Encoder, as_tensor, load_pretrained
+from mm_feast.encoders.base import Encoder, as_tensor
 
 
 class ClipEncoder(Encoder):
@@ -12,10 +12,10 @@ class ClipEncoder(Encoder):
 
     def __init__(self, model_id: str, revision: Optional[str], device: str):
         super().__init__(model_id, revision, device)
-        from transformers import AutoModel, AutoProcessor
+        from transformers import AutoProcessor
 
-        self.processor = load_pretrained(AutoProcessor, model_id, revision)
-        self.model = load_pretrained(AutoModel, model_id, revision).to(device, self.dtype).eval()
+        self.processor = self._load(AutoProcessor)
+        self.model = self._load_model()
         self.dim = int(self.model.config.projection_dim)
 
     def _forward(self, modality: str, items: list[Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mm_feast.encoders.base import Encoder, load_pretrained
+from mm_feast.encoders.base import Encoder
 
 
 class SentenceEncoder(Encoder):
@@ -12,10 +12,10 @@ class SentenceEncoder(Encoder):
 
     def __init__(self, model_id: str, revision: Optional[str], device: str):
         super().__init__(model_id, revision, device)
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        self.tokenizer = load_pretrained(AutoTokenizer, model_id, revision)
-        self.model = load_pretrained(AutoModel, model_id, revision).to(device, self.dtype).eval()
+        self.tokenizer = self._load(AutoTokenizer)
+        self.model = self._load_model()
         self.dim = int(self.model.config.hidden_size)
 
     def _forward(self, modality: str, items: list[Any]) -> Any:
