@@ -2,11 +2,14 @@
 
 CLIP (trained here on coloured shapes) puts images, video frames and text in one space; CLAP
 (trained on tones and chirps) puts audio windows and text in another; all-MiniLM-L6-v2 gives a
-384-d text-only space beside the 512-d ones.
+384-d text-only space beside the 512-d ones. ``report_context`` fuses each report's text
+blocks with the image in that report (manifest column ``report``): a multi-source feature whose
+lineage lists both parents.
 """
 
 from feast import FeatureService
 
+from mm_feast.fusion import fused_embedding_view
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import MediaSource
 from mm_feast.views import (
@@ -49,6 +52,10 @@ text_block_embeddings = segment_embedding_view(
 text_block_minilm = segment_embedding_view(
     "text_block_minilm", demo_media, "text", MINILM, segmentation
 )
+# text block + the image in the same report (same CLIP space), one fused row per block
+report_context = fused_embedding_view(
+    "report_context", text_block_embeddings, [image_embeddings], group_by="report"
+)
 
 cross_modal_search = FeatureService(
     name="cross_modal_search",
@@ -60,6 +67,8 @@ cross_modal_search = FeatureService(
         audio_embeddings,
         text_block_embeddings,
         text_block_minilm,
+        report_context,
     ],
     description="Every embedding view of the demo, for serving cross-modal search",
+    tags={"mm_feast.lineage": "demo_media -> embedding views -> report_context -> cross_modal_search"},
 )

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from mm_feast.lineage.cli import register_commands
+
 
 def _store(repo: str):
-    from feast import FeatureStore
+    from mm_feast.lineage.db import open_store  # resolves a relative SQLite registry URL
 
-    return FeatureStore(repo_path=str(Path(repo).resolve()))
+    return open_store(repo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--features", nargs="*", help="Feast features to join, e.g. video_embeddings:caption")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
+    register_commands(sub)
+    from mm_feast.quality.cli import register_cli as register_quality_commands
+
+    register_quality_commands(sub)  # validate, quarantine list|show|release
     return parser
 
 

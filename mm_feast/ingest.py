@@ -26,6 +26,7 @@ from mm_feast.encoders import Encoder, get_encoder
 from mm_feast.lineage.recorder import erased_sha256s, record_ingest
 from mm_feast.media import segment_file
 from mm_feast.media.base import MediaError, Segment
+from mm_feast.quality.gate import IngestGate
 from mm_feast.sources import (
     CREATED_FIELD,
     TIMESTAMP_FIELD,
@@ -53,6 +54,11 @@ class QuarantineRecord:
     stage: str
     reason: str
     at: datetime
+    # Filled by the quality gates (mm_feast.quality): what failed, what was seen, where.
+    expectations: str = ""  # comma-separated expectation names
+    observed: str = ""  # JSON object: expectation name -> observed value
+    locator: str = ""  # uri#position of the failing segment(s), or the uri
+    model_version: str = ""
 
 
 @dataclass
@@ -70,6 +76,7 @@ class RunSummary:
     encoder_calls: int = 0
     seconds: float = 0.0
     quarantine: list[QuarantineRecord] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)  # per gate: rows, blocked/warned expectations
 
     @property
     def balanced(self) -> bool:
@@ -133,7 +140,7 @@ def _segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: En
     }
 
 
-def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str) -> None:
+def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, **details: str) -> None:
     logger.warning("quarantined %s (%s): %s", row.uri, stage, reason)
     summary.quarantined += 1
     summary.quarantine.append(
@@ -147,6 +154,8 @@ def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str) 
             stage=stage,
             reason=reason,
             at=datetime.now(timezone.utc),
+            model_version=summary.model_version,
+            **{"locator": row.uri, **details},
         )
     )
 
@@ -322,15 +331,30 @@ def ensure_embeddings(
     )
     todo = []
     erased = erased_sha256s(repo_path)
+    gate = IngestGate(source, repo_path, run_id, encoder.version, encoder.dim)
     for row in rows:
         if row.sha256 in erased:  # right-to-erasure: never re-ingest erased content
             _quarantine(summary, row, "erased", "content erased by `mm-feast impacted --delete` (see the lineage audit)")
         elif (row.item_id, row.sha256, encoder.version) in done:
             summary.unchanged += 1
+        elif gate.held(row):  # quarantined earlier with this content: held until released
+            summary.quarantined += 1
         else:
             todo.append(row)
+    # quality gate on media: one validation of probed metadata, before any decoding
+    todo, refused = gate.check_media(todo)
+    for row, failure in refused:
+        _quarantine(summary, row, failure.stage, failure.reason, **failure.details())
     new_rows = _encode_items(source, encoder, todo, summary, batch_size, show_progress)
+    # quality gate on embeddings: one validation of per-row vector statistics, before the write
+    new_rows, withheld = gate.check_embeddings(new_rows)
+    for row in (r for r in todo if r.item_id in withheld):
+        failure = withheld[row.item_id]
+        summary.ingested -= 1  # counted by _encode_items; now quarantined instead
+        summary.segments -= failure.rows
+        _quarantine(summary, row, failure.stage, failure.reason, **failure.details())
     _append_parquet(sink, existing, pd.DataFrame(new_rows))
+    summary.validation = gate.finish()
     record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
     summary.encoder_calls = encoder.calls - calls_before
     summary.seconds = time.perf_counter() - started

@@ -763,6 +763,10 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         progress: Optional[Callable[[int], Any]],
     ) -> None:
         """Upsert keyed by entity key: reruns replace rows, and the newest event wins."""
+        from mm_feast.versions import keep_served_rows
+
+        total = len(data)
+        data = keep_served_rows(config, table, data)  # a pinned model version is never replaced
         cfg: MmMilvusOnlineStoreConfig = config.online_store
         col = self._collection(config, table)
         client = self._connect(config)
@@ -803,7 +807,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         if flush and batch:
             client.flush(col.name)
         if progress:
-            progress(len(data))
+            progress(total)
 
     def online_read(
         self,
@@ -855,6 +859,28 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             }
             result.append((_from_micros(hit.get(EVENT_TS)), feats))
         return result
+
+    def delete_entity_keys(
+        self, config: RepoConfig, table: FeatureView, entity_keys: List[EntityKeyProto]
+    ) -> int:
+        """Delete these rows (erasure, model-version rollback); returns how many keys were sent."""
+        if not entity_keys:
+            return 0
+        col = self._collection(config, table)
+        client = self._connect(config)
+        version = config.entity_key_serialization_version
+        pks = list(
+            dict.fromkeys(
+                serialize_entity_key(k, entity_key_serialization_version=version).hex()
+                for k in entity_keys
+            )
+        )
+        for start in range(0, len(pks), _READ_CHUNK):
+            client.delete(collection_name=col.name, ids=pks[start : start + _READ_CHUNK])
+        flush = config.online_store.flush_after_write
+        if flush or (flush is None and _is_lite(config.online_store)):
+            client.flush(col.name)
+        return len(pks)
 
     @staticmethod
     def _require_columns(col: _Collection, names: Iterable[str]) -> None:

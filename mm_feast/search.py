@@ -15,12 +15,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from feast import FeatureStore, FeatureView
 
-from mm_feast.encoders import Encoder, get_encoder
+from mm_feast.encoders import Encoder
 from mm_feast.media import detect_modality, load_image
 from mm_feast.media.audio import AudioWindowing, segment_audio
 from mm_feast.media.base import MediaError, sha256_file
 from mm_feast.media.video import FrameSampling, segment_video
 from mm_feast.sources import EmbeddingSource
+from mm_feast.versions import query_encoder
 from mm_feast.views import VECTOR_FIELD
 
 logger = logging.getLogger(__name__)
@@ -145,8 +146,13 @@ class CrossModalSearch:
         top_k: int = 10,
         features: Optional[Sequence[str]] = None,
         modalities: Optional[Sequence[str]] = None,
+        model_version: Optional[str] = None,
     ) -> list[Hit]:
-        """Top-k hits over the chosen views (or every embedding view whose model takes the query)."""
+        """Top-k hits over the chosen views (or every embedding view whose model takes the query).
+
+        Each view is searched in the model version it serves (mm_feast.versions); naming another
+        ``model_version`` raises ``CrossVersionQueryError`` instead of comparing two spaces.
+        """
         if isinstance(query, str):
             query = Query.parse(query)
         online_store = self._online_store()
@@ -156,7 +162,7 @@ class CrossModalSearch:
             source = view.batch_source
             if modalities and source.modality not in modalities:
                 continue
-            encoder = get_encoder(source.model_id, source.revision)
+            encoder = query_encoder(self.store, view, model_version)
             if not encoder.supports(query.kind):
                 if views:
                     raise ValueError(f"view '{view.name}' ({encoder.model_id}) cannot take a {query.kind} query")

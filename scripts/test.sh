@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_chromium.sh  # for the feast ui browser test; skips itself where it cannot
 . .venv/bin/activate
 DATA_DIR="${MM_FEAST_MILVUS_DATA:-$(mktemp -d /tmp/mm-feast-milvus.XXXXXX)}"
 bash infra/milvus_server.sh start "$DATA_DIR"

@@ -20,6 +20,7 @@ import pytest
 from feast import FeatureStore
 
 from mm_feast.demo import DemoCorpus, apply_and_materialize, write_demo_media
+from mm_feast.lineage import open_store
 from mm_feast.online_store import close_connections
 from mm_feast.report import latest_runs
 from mm_feast.search import CrossModalSearch, Query
@@ -64,7 +65,7 @@ def demo(request, tmp_path_factory) -> Demo:
     repo = _make_repo(tmp_path_factory.mktemp(f"demo_{request.param}"), online)
     corpus = write_demo_media(repo)
     apply_and_materialize(repo)
-    store = FeatureStore(repo_path=str(repo))
+    store = open_store(repo)  # the demo's SQL registry URL is relative to the repo
     return Demo(repo, corpus, store, CrossModalSearch(store))
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -105,12 +106,7 @@ def embedding_parent(row: Any, role: str, ordinal: int, source: str, sample_rate
     """Another embedding row as a parent; its locator is copied so the tree reads without joins."""
     raw = raw_parent(row, ordinal, sample_rate)
     key = row["segment_id"] if "segment_id" in row and isinstance(row["segment_id"], str) else row["item_id"]
-    return ParentRef(
-        **{**raw.__dict__, "role": role},
-        parent_lineage_id=str(row["lineage_id"]),
-        parent_source=source,
-        parent_entity_key=str(key),
-    )
+    return replace(raw, role=role, parent_lineage_id=str(row["lineage_id"]), parent_source=source, parent_entity_key=str(key))
 
 
 def view_name(source: EmbeddingSource) -> str:
@@ -118,7 +114,7 @@ def view_name(source: EmbeddingSource) -> str:
     return source.name.removesuffix("_source")
 
 
-def _record(db: LineageDB, source: EmbeddingSource, row: Any, kind: str, entity_key: str, encoder: EncoderInfo, run_id: str, parents: list[ParentRef]) -> LineageRecord:
+def make_record(db: LineageDB, source: EmbeddingSource, row: Any, kind: str, entity_key: str, encoder: EncoderInfo, run_id: str, parents: list[ParentRef]) -> LineageRecord:
     return LineageRecord(
         lineage_id=str(row["lineage_id"]),
         project=db.project,
@@ -164,12 +160,12 @@ def record_ingest(repo_path: Optional[Path], source: EmbeddingSource, rows: pd.D
                 embedding_parent(seg, "segment", i, source.segments.name, sample_rate) for i, seg in enumerate(group.to_dict("records"))
             ]
             info = EncoderInfo(row["model_id"], source.revision, row["model_version"], digest, code_version())
-            records.append(_record(db, source, row, "item", str(row["item_id"]), info, run_id, parents))
+            records.append(make_record(db, source, row, "item", str(row["item_id"]), info, run_id, parents))
     else:
         digest, text = config_hash(config)
         for row in rows.to_dict("records"):
             info = EncoderInfo(row["model_id"], source.revision, row["model_version"], digest, code_version())
-            records.append(_record(db, source, row, "segment", str(row["segment_id"]), info, run_id, [raw_parent(row, 0, sample_rate)]))
+            records.append(make_record(db, source, row, "segment", str(row["segment_id"]), info, run_id, [raw_parent(row, 0, sample_rate)]))
     written = db.write(records, {digest: text})
     logger.info("lineage: %d records for %s in %.3fs", written, source.name, time.perf_counter() - started)
     return written

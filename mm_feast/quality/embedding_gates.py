@@ -24,8 +24,6 @@ logger = logging.getLogger(__name__)
 
 #: Columns that need a reference centroid; their expectations are skipped until one exists.
 REFERENCE_COLUMNS = ("cos_to_reference", "cos_drop")
-#: Columns that need at least one comparable (finite, right-sized) vector in the batch.
-BATCH_COLUMNS = ("duplicate",) + REFERENCE_COLUMNS
 _DUPLICATE_DECIMALS = 6
 
 

@@ -55,7 +55,9 @@ def _av_format(container_format: str, declared: str) -> str:
 
 @dataclass
 class MediaInfo:
-    """What the media gate sees of one item; NaN/None where a fact does not apply or is unknown."""
+    """What the media gate sees of one item; NaN/None where a fact does not apply or is unknown
+    (GE's column expectations skip those, so a file that could not be probed fails ``decodable``
+    alone, not every check that needed the missing facts)."""
 
     row_id: str
     item_id: str
@@ -63,13 +65,13 @@ class MediaInfo:
     modality: str
     size_bytes: int
     probe_error: str = ""
-    declared_type: str = ""
-    actual_type: str = ""
-    format: str = ""
+    declared_type: Optional[str] = None
+    actual_type: Optional[str] = None
+    format: Optional[str] = None
     width: float = NAN
     height: float = NAN
     pixels: float = NAN
-    mode: str = ""
+    mode: Optional[str] = None
     duration_s: float = NAN
     declared_duration_s: float = NAN
     duration_mismatch: float = NAN
@@ -79,7 +81,7 @@ class MediaInfo:
     audio_streams: float = NAN
     sample_rate: float = NAN
     channels: float = NAN
-    encoding: str = ""
+    encoding: Optional[str] = None
     chars: float = NAN
 
     def as_row(self) -> dict[str, Any]:
@@ -186,7 +188,6 @@ def probe(row_id: str, item_id: str, uri: str, modality: str, size_bytes: int = 
     path = Path(uri)
     info = MediaInfo(row_id=row_id, item_id=item_id, uri=uri, modality=modality, size_bytes=int(size_bytes))
     declared = declared_format(path)
-    info.declared_type = f"{EXTENSIONS.get(path.suffix.lower().lstrip('.'), modality)}/{declared or '?'}"
     try:
         if not path.is_file():
             raise MediaError(path, "no such file")
@@ -205,10 +206,12 @@ def probe(row_id: str, item_id: str, uri: str, modality: str, size_bytes: int = 
         info.actual_type = f"{actual_modality}/{info.format or '?'}"
         if modality == "text":  # text has no magic bytes: only a non-text file contradicts its name
             info.declared_type = f"text/{'text' if actual_modality == 'text' else declared or '?'}"
+        else:
+            info.declared_type = f"{EXTENSIONS.get(path.suffix.lower().lstrip('.'), modality)}/{declared or '?'}"
     except MediaError as exc:
         info.probe_error = exc.reason
     except Exception as exc:  # any header a library cannot parse is this file's problem
-        info.probe_error = f"cannot read {modality} header: {type(exc).__name__}: {exc}"
+        info.probe_error = f"cannot decode {modality} header: {type(exc).__name__}: {exc}"
     if info.probe_error:
         logger.debug("%s: probe failed: %s", uri, info.probe_error)
     return info

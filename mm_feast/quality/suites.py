@@ -22,7 +22,6 @@ built-in defaults < ``default.yaml`` < ``<media source>.yaml`` < ``<view>.yaml``
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -37,32 +36,33 @@ logger = logging.getLogger(__name__)
 
 SEVERITIES = ("block", "warn")
 SUITE_DIR = "quality"
-_ENTRY_KEYS = {"name", "expect", "severity", "description", "enabled"}
+_ENTRY_KEYS = {"name", "expect", "severity", "description", "message", "enabled"}
 _VAR = re.compile(r"^\$\{(\w+)\}$")
 
 _MB = 1024 * 1024
 
 
-def _between(name: str, column: str, lo: Any = None, hi: Any = None, severity: str = "block", description: str = "") -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": name, "expect": "ExpectColumnValuesToBeBetween", "column": column, "severity": severity}
+def _between(name: str, column: str, lo: Any = None, hi: Any = None, severity: str = "block", message: str = "",
+             description: str = "") -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "expect": "ExpectColumnValuesToBeBetween", "column": column}
     if lo is not None:
         entry["min_value"] = lo
     if hi is not None:
         entry["max_value"] = hi
-    if description:
-        entry["description"] = description
-    return entry
+    return {**entry, "severity": severity, "message": message, "description": description}
 
 
-def _in_set(name: str, column: str, values: list[Any], severity: str = "block", description: str = "") -> dict[str, Any]:
+def _in_set(name: str, column: str, values: list[Any], severity: str = "block", message: str = "",
+            description: str = "") -> dict[str, Any]:
     return {"name": name, "expect": "ExpectColumnValuesToBeInSet", "column": column, "value_set": values,
-            "severity": severity, "description": description}
+            "severity": severity, "message": message, "description": description}
 
 
-_DECODABLE = _in_set("decodable", "probe_error", [""], description="the file exists, is not empty and its header parses")
+_DECODABLE = _in_set("decodable", "probe_error", [""], message="unreadable file",
+                     description="the file exists, is not empty and its header parses")
 _CONTENT_TYPE = {
     "name": "content_type_matches", "expect": "ExpectColumnPairValuesToBeEqual", "column_A": "declared_type",
-    "column_B": "actual_type", "severity": "warn",
+    "column_B": "actual_type", "severity": "warn", "message": "file name and content disagree",
     "description": "what the file name claims (extension) is what the bytes are; the bytes win either way",
 }
 
@@ -72,63 +72,78 @@ DEFAULT_SUITE: dict[str, Any] = {
     "media": {
         "image": [
             _DECODABLE,
-            _in_set("image_format", "format", ["jpeg", "png", "gif", "bmp", "tiff", "webp", "ppm"]),
+            _in_set("image_format", "format", ["jpeg", "png", "gif", "bmp", "tiff", "webp", "ppm"], message="image format not allowed"),
             _CONTENT_TYPE,
-            _between("image_width", "width", 8, 16384),
-            _between("image_height", "height", 8, 16384),
-            _between("image_max_pixels", "pixels", None, 50_000_000, description="refuses decompression bombs from the header"),
-            _between("image_file_size", "size_bytes", 1, 100 * _MB),
-            _in_set("image_mode", "mode", ["RGB", "L"], severity="warn",
+            _between("image_width", "width", 8, 16384, message="image width out of bounds"),
+            _between("image_height", "height", 8, 16384, message="image height out of bounds"),
+            _between("image_max_pixels", "pixels", None, 50_000_000, message="image too large (possible decompression bomb)",
+                     description="refused from the header, before any pixel is decoded"),
+            _between("image_file_size", "size_bytes", 1, 100 * _MB, message="image file size out of bounds"),
+            _in_set("image_mode", "mode", ["RGB", "L"], severity="warn", message="image converted to RGB",
                     description="other modes (palette, alpha, CMYK, 16-bit) are converted to RGB; noted, not refused"),
         ],
         "video": [
             _DECODABLE,
-            _between("video_stream", "video_streams", 1, None, description="the container holds a video stream"),
-            _in_set("video_format", "format", ["mp4", "matroska", "avi", "mpeg", "mpegts", "ogg", "flv", "asf"]),
+            _between("video_stream", "video_streams", 1, None, message="no video stream"),
+            _in_set("video_format", "format", ["mp4", "matroska", "avi", "mpeg", "mpegts", "ogg", "flv", "asf"],
+                    message="video container not allowed"),
             _CONTENT_TYPE,
-            _between("video_width", "width", 16, 7680),
-            _between("video_height", "height", 16, 4320),
-            _between("video_fps", "fps", 1, 240),
-            _between("video_duration", "duration_s", 0.04, 4 * 3600),
+            _between("video_width", "width", 16, 7680, message="video width out of bounds"),
+            _between("video_height", "height", 16, 4320, message="video height out of bounds"),
+            _between("video_fps", "fps", 1, 240, message="video frame rate out of bounds"),
+            _between("video_duration", "duration_s", 0.04, 4 * 3600, message="video too short or too long"),
             _between("video_duration_consistent", "duration_mismatch", None, 0.1, severity="warn",
-                     description="container header duration within 10% of the packets' real duration"),
+                     message="container duration disagrees with the stream",
+                     description="header duration within 10% of the packets' real duration (locators use the real one)"),
             _between("video_constant_frame_rate", "frame_interval_cv", None, 0.25, severity="warn",
-                     description="variable frame rate is handled (timestamps come from pts); noted"),
-            _between("video_file_size", "size_bytes", 1, 4096 * _MB),
+                     message="variable frame rate", description="handled (timestamps come from pts); noted"),
+            _between("video_file_size", "size_bytes", 1, 4096 * _MB, message="video file size out of bounds"),
         ],
         "audio": [
             _DECODABLE,
-            _between("audio_stream", "audio_streams", 1, None, description="the file holds an audio stream"),
-            _in_set("audio_format", "format", ["wav", "mp3", "flac", "ogg", "mp4", "aac", "aiff", "matroska"]),
+            _between("audio_stream", "audio_streams", 1, None, message="no audio stream"),
+            _in_set("audio_format", "format", ["wav", "mp3", "flac", "ogg", "mp4", "aac", "aiff", "matroska"],
+                    message="audio format not allowed"),
             _CONTENT_TYPE,
-            _between("audio_sample_rate", "sample_rate", 8000, 192000),
-            _between("audio_channels", "channels", 1, 8),
-            _between("audio_duration", "duration_s", 0.01, 4 * 3600, description="zero-sample audio is refused"),
-            _between("audio_file_size", "size_bytes", 1, 1024 * _MB),
+            _between("audio_sample_rate", "sample_rate", 8000, 192000, message="audio sample rate out of bounds"),
+            _between("audio_channels", "channels", 1, 8, message="audio channel count out of bounds"),
+            _between("audio_duration", "duration_s", 0.01, 4 * 3600, message="zero-length, too short or too long audio"),
+            _between("audio_file_size", "size_bytes", 1, 1024 * _MB, message="audio file size out of bounds"),
         ],
         "text": [
             _DECODABLE,
-            _in_set("text_encoding", "encoding", ["utf-8"]),
+            _in_set("text_encoding", "encoding", ["utf-8"], message="text is not UTF-8"),
             _CONTENT_TYPE,
-            _between("text_not_empty", "chars", 1, None, description="empty or whitespace-only text is refused"),
-            _between("text_max_length", "chars", None, 10_000_000),
-            _between("text_file_size", "size_bytes", 1, 64 * _MB),
+            _between("text_not_empty", "chars", 1, None, message="text is empty or whitespace-only"),
+            _between("text_max_length", "chars", None, 10_000_000, message="text too long"),
+            _between("text_file_size", "size_bytes", 1, 64 * _MB, message="text file size out of bounds"),
         ],
     },
     "embeddings": [
-        _between("embedding_dim", "dim", "${expected_dim}", "${expected_dim}", description="the model's / view's vector size"),
-        _between("embedding_finite", "nonfinite", 0, 0, description="no NaN or infinite values"),
+        _between("embedding_dim", "dim", "${expected_dim}", "${expected_dim}", message="wrong embedding dimension",
+                 description="the model's / view's vector size"),
+        _between("embedding_finite", "nonfinite", 0, 0, message="embedding has NaN or infinite values"),
         {"name": "embedding_norm_present", "expect": "ExpectColumnValuesToNotBeNull", "column": "norm", "severity": "block",
+         "message": "embedding norm undefined",
          "description": "GE's range checks skip NaN, so a NaN norm needs its own expectation"},
-        _between("embedding_norm", "norm", 0.9, 1.1, description="mm-feast encoders L2-normalise"),
-        _between("embedding_not_constant", "value_std", 1e-6, None, description="a constant vector carries no information"),
+        _between("embedding_norm", "norm", 0.9, 1.1, message="embedding L2 norm out of bounds",
+                 description="mm-feast encoders L2-normalise"),
+        _between("embedding_not_constant", "value_std", 1e-6, None, message="constant embedding"),
         {"name": "embedding_duplicate_rate", "expect": "ExpectColumnMeanToBeBetween", "column": "duplicate",
-         "max_value": 0.5, "severity": "warn", "description": "share of rows repeating an earlier row's vector in the batch"},
+         "max_value": 0.5, "severity": "warn", "message": "too many duplicate embeddings",
+         "description": "share of rows repeating an earlier row's vector in the batch"},
         {"name": "embedding_drift", "expect": "ExpectColumnMeanToBeBetween", "column": "cos_drop",
-         "max_value": 0.25, "severity": "warn",
+         "max_value": 0.25, "severity": "warn", "message": "embeddings drifted from the reference",
          "description": "mean cosine to the stored reference centroid dropped by at most 0.25 from the reference's own"},
     ],
 }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared values in full (no &anchors), so printed suites read like suite files."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 class SuiteError(ValueError):
@@ -144,6 +159,7 @@ class ExpectationSpec:
     kwargs: Mapping[str, Any]
     severity: str = "block"
     description: str = ""
+    message: str = ""  # the problem in words, leading the quarantine reason
     origin: str = "built-in"
 
     @property
@@ -203,12 +219,13 @@ class Suite:
         """The effective suite, in the same form as a suite file."""
         def entries(specs: Iterable[ExpectationSpec]) -> list[dict[str, Any]]:
             return [{"name": s.name, "expect": s.expect, **dict(s.kwargs), "severity": s.severity,
+                     **({"message": s.message} if s.message else {}),
                      **({"description": s.description} if s.description else {})} for s in specs]
 
         doc = {"options": dict(self.options), "media": {m: entries(v) for m, v in self.media.items()},
                "embeddings": entries(self.embeddings)}
-        return f"# effective suite '{self.name}' (version {self.version}) from: {', '.join(self.files) or 'built-in'}\n" + \
-            yaml.safe_dump(doc, sort_keys=False)
+        header = f"# effective suite '{self.name}' (version {self.version}) from: {', '.join(self.files) or 'built-in'}\n"
+        return header + yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False)
 
 
 def _parse_entry(raw: Any, origin: str) -> tuple[str, Optional[dict[str, Any]]]:
@@ -230,7 +247,8 @@ def _spec(entry: Mapping[str, Any], origin: str) -> ExpectationSpec:
         raise SuiteError(f"{origin}: expectation '{name}' has severity {severity!r}; use one of {SEVERITIES}")
     kwargs = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
     return ExpectationSpec(name=name, expect=str(entry["expect"]), kwargs=kwargs, severity=severity,
-                           description=str(entry.get("description") or ""), origin=origin)
+                           description=str(entry.get("description") or ""), message=str(entry.get("message") or ""),
+                           origin=origin)
 
 
 def _merge_list(base: list[tuple[str, Optional[dict]]], overlay: Any, origin: str) -> list[tuple[str, Optional[dict]]]:
@@ -302,7 +320,3 @@ def load_suite(repo_path: Optional[Path], names: Sequence[str], suite_name: Opti
         files=tuple(str(p) for p in files),
         version=digest.hexdigest()[:12],
     )
-
-
-def copy_default_suite() -> dict[str, Any]:
-    return copy.deepcopy(DEFAULT_SUITE)

@@ -1,0 +1,90 @@
+"""The lineage database on its own (no models, no Milvus): where it lives, and how records,
+parents, erasures and their queries behave."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from mm_feast.lineage.db import URL_ENV, LineageDB, LineageTarget, lineage_target, resolve_sqlite_url
+from mm_feast.lineage.records import RAW, EncoderInfo, ErasureRecord, LineageRecord, ParentRef
+from mm_feast.lineage.query import build_tree
+
+YAML = "project: {project}\nprovider: local\nregistry:\n{registry}\nentity_key_serialization_version: 3\n"
+
+
+def _repo(tmp_path: Path, registry: str, project: str = "p") -> Path:
+    (tmp_path / "feature_store.yaml").write_text(YAML.format(project=project, registry=registry))
+    return tmp_path
+
+
+def test_the_database_is_the_registry_database_resolved_against_the_repo(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(URL_ENV, raising=False)
+    repo = _repo(tmp_path, "  registry_type: sql\n  path: sqlite:///data/registry.sqlite", project="demo")
+    assert lineage_target(repo) == LineageTarget(f"sqlite:///{tmp_path / 'data' / 'registry.sqlite'}", "demo")
+    # absolute paths, other databases and in-memory SQLite are left alone
+    assert resolve_sqlite_url("sqlite:////abs/r.db", tmp_path) == "sqlite:////abs/r.db"
+    assert resolve_sqlite_url("sqlite://", tmp_path) == "sqlite://"
+    (tmp_path / "pg").mkdir()
+    pg = _repo(tmp_path / "pg", "  registry_type: sql\n  path: postgresql://u:pw@db:5432/feast")
+    assert lineage_target(pg).url == "postgresql+psycopg://u:pw@db:5432/feast"  # as Feast rewrites it
+
+
+def test_a_file_registry_gets_a_sqlite_file_beside_it_and_the_env_var_overrides(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(URL_ENV, raising=False)
+    (tmp_path / "r").mkdir()
+    repo = tmp_path / "r"
+    (repo / "feature_store.yaml").write_text("project: f\nregistry: data/registry.db\nprovider: local\n")
+    assert lineage_target(repo).url == f"sqlite:///{repo / 'data' / 'lineage.db'}"
+    assert lineage_target(tmp_path / "no_yaml_here").url.endswith("no_yaml_here/data/lineage.db")
+    monkeypatch.setenv(URL_ENV, "sqlite:///elsewhere.db")
+    assert lineage_target(repo) == LineageTarget(f"sqlite:///{repo / 'elsewhere.db'}", "f")
+
+
+def _record(lineage_id: str, key: str, parents: list[ParentRef], kind: str = "segment", source: str = "s_source") -> LineageRecord:
+    return LineageRecord(
+        lineage_id=lineage_id, project="p", source=source, view=source.removesuffix("_source"), entity_key=key,
+        kind=kind, item_id=key.split("#")[0], uri="/m/a.txt", sha256="a" * 64, modality="text", position="c=0-5",
+        encoder=EncoderInfo("m", None, "v1", "h", "0.1.0+x"), run_id="r1", created_at=datetime.now(timezone.utc), parents=parents,
+    )
+
+
+def _raw(sha: str, start: int, end: int) -> ParentRef:
+    return ParentRef(0, RAW, "/m/a.txt", sha, "text", f"c={start}-{end}", char_start=start, char_end=end)
+
+
+def test_records_are_written_once_and_trees_and_files_resolve_through_parents(tmp_path: Path):
+    db = LineageDB(LineageTarget(f"sqlite:///{tmp_path / 'l.db'}", "p"))
+    seg = _record("L1", "a#c=0-5", [_raw("a" * 64, 0, 5)])
+    other = _record("L2", "b#c=0-3", [ParentRef(0, RAW, "/m/b.txt", "b" * 64, "text", "c=0-3", char_start=0, char_end=3)])
+    fused = _record(
+        "F1", "a#c=0-5",
+        [ParentRef(0, "anchor", "/m/a.txt", "a" * 64, "text", "c=0-5", 0, None, 0, 5, parent_lineage_id="L1", parent_source="s_source", parent_entity_key="a#c=0-5")],
+        kind="fused", source="f_source",
+    )
+    assert db.write([seg, other, fused], {"h": "{}"}) == 3
+    assert db.write([seg, other, fused], {"h": "{}"}) == 0  # a re-run writes nothing twice
+
+    tree = build_tree(db, db.by_lineage_ids(["F1"])[0])
+    assert [p.char_end for p in tree.raw_parents()] == [5] and tree.children[0][1].record.lineage_id == "L1"
+    assert {r.lineage_id for r in db.derived_from_file(uri="/m/a.txt")} == {"L1"}
+    assert {r.lineage_id for r in db.children_of(["L1"])} == {"F1"}
+    assert db.model_for_version("v1") == ("m", None)
+
+    erasure = ErasureRecord("e1", "p", "/m/a.txt", ["a" * 64], "test", datetime.now(timezone.utc), 2, 2, 2, ["s", "f"])
+    db.mark_deleted([seg.key, fused.key], erasure)
+    assert {r.lineage_id: r.erasure_id for r in db.by_entity_key("a#c=0-5")} == {"L1": "e1", "F1": "e1"}
+    assert db.by_entity_key("b#c=0-3")[0].deleted_at is None
+    assert db.erased_sha256s() == {"a" * 64} and db.erasures()[0].reason == "test"
+    # another project in the same database sees none of it
+    assert LineageDB(LineageTarget(db.target.url, "q")).by_entity_key("a#c=0-5") == []
+
+
+@pytest.mark.parametrize("value, expected", [(-1, None), (float("nan"), None), (2.5, 2.5), (0, 0.0)])
+def test_absent_locator_values_become_none(value, expected):
+    from mm_feast.lineage.recorder import raw_parent
+
+    row = {"uri": "/x.wav", "sha256": "s", "modality": "audio", "position": "t", "start_s": value, "end_s": value}
+    assert raw_parent(row, sample_rate=16000).start_s == expected
