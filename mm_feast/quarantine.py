@@ -59,7 +59,9 @@ def _utc(value: Any) -> pd.Timestamp:
 
 
 def _tables(folder: Path, source: Optional[str]) -> list[Path]:
-    return [folder / f"{source}.parquet"] if source else sorted(folder.glob("*.parquet"))
+    if source:
+        return [folder / f"{source}.parquet"]
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.endswith(".tmp.parquet"))  # a crashed write's leftovers
 
 
 def load_records(repo_path: Path, source: Optional[str] = None, released: bool = False) -> pd.DataFrame:
@@ -184,9 +186,10 @@ class QuarantineBook:
         return set(self.overrides.get((item_id, sha256), ()))
 
 
-def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
+def write_table(path: Path, frame: pd.DataFrame) -> None:
+    """Write via a temp file and rename, so a crash leaves the previous table, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.parquet")
+    tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
 
@@ -200,8 +203,8 @@ def _archive(repo_path: Path, entry: Entry, release: dict[str, Any]) -> None:
     moved = records[mine].assign(release_mode=release["mode"], released_at=release["at"], release_note=release["note"])
     archive = _dir(repo_path) / RELEASED_DIR / f"{entry.source}.parquet"
     previous = pd.read_parquet(archive) if archive.is_file() else pd.DataFrame()
-    _write_parquet(archive, pd.concat([previous, moved], ignore_index=True) if not previous.empty else moved)
-    _write_parquet(table, records[~mine])
+    write_table(archive, pd.concat([previous, moved], ignore_index=True) if not previous.empty else moved)
+    write_table(table, records[~mine])
 
 
 def push_payload_path(repo_path: Path, view: str) -> Path:

@@ -107,3 +107,24 @@ def test_errors_name_the_problem(repo: Path, capsys):
     (repo / "quality" / "notes.yaml").write_text("media:\n  text:\n    - name: text_bad\n      expect: ExpectNothing\n      column: chars\n")
     with pytest.raises(ValueError, match=r"notes.yaml: expectation 'text_bad' names 'ExpectNothing'"):
         ensure_embeddings(_source(), repo, show_progress=False)
+
+
+def test_the_embedding_gate_in_ingest_withholds_whole_items_and_holds_them_per_model(repo: Path, capsys):
+    (repo / "docs" / "two.txt").write_text("A red circle.\n\nA blue square.\n")
+    (repo / "quality" / "notes.yaml").write_text("embeddings:\n  - name: embedding_norm\n    min_value: 1.5\n    max_value: 2.0\n")
+
+    run = ensure_embeddings(_source(), repo, show_progress=False)
+
+    assert (run.seen, run.ingested, run.quarantined, run.segments) == (4, 0, 4, 0) and run.balanced
+    assert not _source().resolved_path(repo).exists() or pd.read_parquet(_source().resolved_path(repo)).empty
+    two = next(q for q in run.quarantine if q.item_id == "two")
+    assert two.stage == "embedding_gate" and two.expectations == "embedding_norm" and two.model_version == run.model_version
+    assert two.locator.count("two.txt#c=") == 2  # both segments named, the item withheld whole
+    assert json.loads(two.observed)["embedding_norm"] == pytest.approx(1.0, abs=1e-4)
+
+    held = ensure_embeddings(_source(), repo, show_progress=False)
+    assert (held.quarantined, held.encoder_calls) == (4, 0)
+    (repo / "quality" / "notes.yaml").write_text("")
+    _cli(capsys, "quarantine", "release", "--all-open", "--source", "notes_source", "--repo", str(repo))
+    readmitted = ensure_embeddings(_source(), repo, show_progress=False)
+    assert (readmitted.ingested, readmitted.quarantined, readmitted.segments) == (4, 0, 5) and readmitted.balanced

@@ -188,11 +188,11 @@ class IngestGate:
                            self._admitted({item: (item, sha) for item, sha in shas.items()}))
         self.overridden += decisions.overridden
         kept = [row for row in rows if row["item_id"] not in decisions.blocked]
-        if self._reference is None and kept:
-            usable = np.stack([np.asarray(r["embedding"], dtype=np.float64) for r, ok in zip(rows, stats.comparable)
-                               if ok and r["item_id"] not in decisions.blocked]) if stats.comparable.any() else None
-            if usable is not None and len(usable) >= int(self.suite.options.get("drift_reference_min_rows", 8)):
-                self._new_reference = build_reference(self.source.name, self.model_version, usable, self.run_id)
+        if self._reference is None:
+            usable = [np.asarray(r["embedding"], dtype=np.float64) for r, ok in zip(rows, stats.comparable)
+                      if ok and r["item_id"] not in decisions.blocked]
+            if usable and len(usable) >= int(self.suite.options.get("drift_reference_min_rows", 8)):
+                self._new_reference = build_reference(self.source.name, self.model_version, np.stack(usable), self.run_id)
         return kept, decisions.blocked
 
     def finish(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from mm_feast.quality.embedding_gates import embedding_stats, load_reference
 from mm_feast.quality.gate import GateFailure, decide, suite_for_view
 from mm_feast.quality.ge import unique_ids, validate
 from mm_feast.quality.reports import compact, run_report, write_report
-from mm_feast.quarantine import push_payload_path, quarantine_id
+from mm_feast.quarantine import push_payload_path, quarantine_id, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def gated_write_to_online_store(
         references = {v: ref for v in set(versions) if (ref := load_reference(repo, reference_name, v)) is not None}
         stats = embedding_stats(ids, list(frame[vector_field.name]), int(vector_field.vector_length or 0), versions, references)
         validation = validate(
-            stats.frame, suite.embeddings, suite_name=f"{feature_view_name}.{vector_field.name}", stage="push",
+            stats.frame, suite.embeddings, suite_name=f"{feature_view_name}.{vector_field.name}",
+            stage="push" if len(vector_fields) == 1 else f"push.{vector_field.name}",
             run_name=run_id, repo_path=repo, variables={"expected_dim": int(vector_field.vector_length or 0)},
             unavailable=stats.unavailable, data_docs=bool(suite.options.get("data_docs", True)),
         )
@@ -130,8 +131,7 @@ def gated_write_to_online_store(
         path = push_payload_path(repo, feature_view_name)
         rows = frame[[not k for k in keep]].assign(**{QID_COLUMN: [q for q in qids if q in blocked]})
         previous = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        (pd.concat([previous, rows], ignore_index=True) if not previous.empty else rows).to_parquet(path, index=False)
+        write_table(path, pd.concat([previous, rows], ignore_index=True) if not previous.empty else rows)
     if any(keep):
         store.write_to_online_store(feature_view_name, frame[keep].reset_index(drop=True))
     report = run_report(feature_view_name, run_id, suite.version, suite.files, validations, overridden, repo)
