@@ -1,4 +1,4 @@
-"""`mm-feast`: commands beside Feast's own verbs (demo, scan, ingest, search)."""
+"""`mm-feast`: commands beside Feast's own verbs (demo, ingest, search, lineage, quality)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mm_feast.lineage.cli import register_commands
+from mm_feast.lineage.cli import register_commands as register_lineage_commands
+from mm_feast.quality.cli import register_cli as register_quality_commands
 
 
 def _store(repo: str):
@@ -83,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--features", nargs="*", help="Feast features to join, e.g. video_embeddings:caption")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
-    register_commands(sub)
-    from mm_feast.quality.cli import register_cli as register_quality_commands
-
+    register_lineage_commands(sub)  # lineage, impacted, versions
     register_quality_commands(sub)  # validate, quarantine list|show|release
     return parser
 
