@@ -34,9 +34,14 @@ def latest_runs(repo: Path) -> list[dict]:
 
 
 def print_summaries(repo: Path, out: TextIO, since: Optional[str] = None) -> None:
-    """Runs recorded since ``since`` (ISO time), or the latest run of each source."""
-    runs = [r for r in all_runs(repo) if r["at"] >= since] if since else latest_runs(repo)
-    out.write("\nIngest runs (seen = ingested + unchanged + quarantined):\n")
+    """Per source, its first run recorded since ``since`` (ISO time), or else its latest run."""
+    if since:  # the first run of each source since then is the one that did the work
+        first = {r["source"]: r for r in reversed(all_runs(repo)) if r["at"] >= since}
+        runs = [first[name] for name in sorted(first)]
+        title = "first ingest run of each source since the start"
+    else:
+        runs, title = latest_runs(repo), "latest ingest run of each source"
+    out.write(f"\n{title.capitalize()} (seen = ingested + unchanged + quarantined):\n")
     for s in runs:
         out.write(
             f"  {s['source']:<36} seen={s['seen']:<3} ingested={s['ingested']:<3} unchanged={s['unchanged']:<3}"
