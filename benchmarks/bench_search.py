@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from feast.infra.online_stores.milvus_online_store.milvus import MilvusOnlineSto
 from feast.repo_config import RegistryConfig, RepoConfig
 from feast.types import Array, Float32, Int64, String
 
-from benchmarks.common import LATENCY_HEADER, Latency, measure
+from benchmarks.common import LATENCY_HEADER, measure
 from mm_feast.online_store import MmMilvusOnlineStoreConfig
 
 DIM = 512

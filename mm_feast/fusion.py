@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 from feast import FeatureView, Field
-from feast.types import Array, Float64, Int64, String
+from feast.types import Array, Int64, String
 
 from mm_feast.sources import CREATED_FIELD, TIMESTAMP_FIELD, EmbeddingSource
 
@@ -132,7 +132,7 @@ def fused_embedding_view(
     tags: Optional[dict[str, str]] = None,
 ) -> FeatureView:
     """A stored, searchable view of fused rows keyed like the anchor view, one row per anchor row."""
-    from mm_feast.views import _LOCATOR_FIELDS, _MODEL_FIELDS, _vector_field, model_dim
+    from mm_feast.views import SEGMENT_POSITION_FIELDS, _LOCATOR_FIELDS, _MODEL_FIELDS, _vector_field, model_dim
 
     sources = [anchor.batch_source, *(c.batch_source for c in context)]
     if not all(isinstance(s, EmbeddingSource) for s in sources):
@@ -149,13 +149,7 @@ def fused_embedding_view(
         Field(name=join_key, dtype=String),
         *([Field(name="item_id", dtype=String)] if join_key != "item_id" else []),
         *_LOCATOR_FIELDS,
-        Field(name="position", dtype=String),
-        Field(name="start_s", dtype=Float64),
-        Field(name="end_s", dtype=Float64),
-        Field(name="char_start", dtype=Int64),
-        Field(name="char_end", dtype=Int64),
-        Field(name="text", dtype=String),
-        Field(name="caption", dtype=String),
+        *SEGMENT_POSITION_FIELDS,
         Field(name="group", dtype=String),
         Field(name="parent_lineage_ids", dtype=Array(String)),
         Field(name="n_parents", dtype=Int64),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from feast.infra.offline_stores.dask import DaskOfflineStore, DaskOfflineStoreConfig
 from feast.infra.offline_stores.offline_store import RetrievalJob

@@ -28,6 +28,16 @@ _LOCATOR_FIELDS = [
     Field(name="sha256", dtype=String),
     Field(name="modality", dtype=String),
 ]
+# Where in its item a segment lies (-1 where it does not apply), and its text / item caption.
+SEGMENT_POSITION_FIELDS = [
+    Field(name="position", dtype=String),
+    Field(name="start_s", dtype=Float64),
+    Field(name="end_s", dtype=Float64),
+    Field(name="char_start", dtype=Int64),
+    Field(name="char_end", dtype=Int64),
+    Field(name="text", dtype=String),
+    Field(name="caption", dtype=String),
+]
 _MODEL_FIELDS = [
     Field(name="model_id", dtype=String),
     Field(name="model_version", dtype=String),
@@ -90,13 +100,7 @@ def segment_embedding_view(
         Field(name="segment_id", dtype=String),
         Field(name="item_id", dtype=String),
         *_LOCATOR_FIELDS,
-        Field(name="position", dtype=String),
-        Field(name="start_s", dtype=Float64),
-        Field(name="end_s", dtype=Float64),
-        Field(name="char_start", dtype=Int64),
-        Field(name="char_end", dtype=Int64),
-        Field(name="text", dtype=String),
-        Field(name="caption", dtype=String),
+        *SEGMENT_POSITION_FIELDS,
         *_MODEL_FIELDS,
         _vector_field(model_dim(model_id), metric),
     ]

@@ -62,10 +62,8 @@ from mm_feast.synthetic import (  # noqa: E402
     COLORS,
     IMAGE_CAPTIONS,
     SHAPES,
-    SOUND_CAPTIONS,
     SOUNDS,
     TEXT_TEMPLATES,
-    image_caption,
     render_shape,
     render_sound,
 )
