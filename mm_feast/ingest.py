@@ -189,6 +189,7 @@ def _encode_items(
     def flush() -> None:
         segments = [s for _, segs in pending for s in segs]
         if not segments:
+            progress.update(len(pending))
             pending.clear()
             return
         try:
@@ -210,20 +211,26 @@ def _encode_items(
             out.extend(_segment_row(row, s, v, encoder, summary.run_id, now) for s, v in zip(segs, item_vectors))
             summary.ingested += 1
             summary.segments += len(segs)
+        progress.update(len(pending))  # an item counts as done once it is encoded
         pending.clear()
 
+    # the bar advances when items are encoded or quarantined, not merely decoded
+    progress = tqdm(total=len(todo), desc=f"embed {source.name}", unit="item", disable=not show_progress)
     buffered = 0
-    for row in tqdm(todo, desc=f"embed {source.name}", unit="item", disable=not show_progress):
+    for row in todo:
         if row.error:
             _quarantine(summary, row, "read", row.error)
+            progress.update(1)
             continue
         try:
             segments = _segments_for(row, source, encoder)
         except MediaError as exc:
             _quarantine(summary, row, "decode", exc.reason)
+            progress.update(1)
             continue
         except Exception as exc:  # a decoder crash on one file is still that file's problem
             _quarantine(summary, row, "decode", f"{type(exc).__name__}: {exc}")
+            progress.update(1)
             continue
         pending.append((row, segments))
         buffered += len(segments)
@@ -231,6 +238,7 @@ def _encode_items(
             flush()
             buffered = 0
     flush()
+    progress.close()
     return out
 
 
