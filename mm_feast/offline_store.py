@@ -11,6 +11,10 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
 from feast.infra.offline_stores.dask import DaskOfflineStore, DaskOfflineStoreConfig
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.repo_config import RepoConfig
@@ -52,7 +56,47 @@ class MmFileOfflineStore(DaskOfflineStore):
         return DaskOfflineStore.pull_all_from_table_or_query(config, data_source, *args, **kwargs)
 
     @staticmethod
-    def get_historical_features(config: RepoConfig, feature_views: list, *args: Any, **kwargs: Any) -> RetrievalJob:
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list,
+        feature_refs: list[str],
+        entity_df: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool = False,
+        **kwargs: Any,
+    ) -> RetrievalJob:
         for view in feature_views:
             prepare_source(config, view.batch_source)
-        return DaskOfflineStore.get_historical_features(config, feature_views, *args, **kwargs)
+        if not isinstance(entity_df, pd.DataFrame):
+            return DaskOfflineStore.get_historical_features(
+                config, feature_views, feature_refs, entity_df, registry, project, full_feature_names, **kwargs
+            )
+        indexed = entity_df.assign(**{_ROW: np.arange(len(entity_df))})
+        job = DaskOfflineStore.get_historical_features(
+            config, feature_views, feature_refs, indexed, registry, project, full_feature_names, **kwargs
+        )
+        joined = job.evaluation_function
+        job.evaluation_function = lambda: dd.from_pandas(_keep_every_entity_row(joined().compute(), indexed), npartitions=1)
+        return job
+
+
+_ROW = "__mm_feast_entity_row"
+
+
+def _keep_every_entity_row(result: pd.DataFrame, indexed: pd.DataFrame) -> pd.DataFrame:
+    """Put back entity rows that Feast's Dask join dropped.
+
+    Stock Feast 0.67 drops an entity row entirely (instead of returning null features) when every
+    feature row for its key is newer than the entity timestamp: its TTL filter runs after the
+    join. A training set must keep every requested row, so missing rows come back with nulls.
+    """
+    missing = indexed[~indexed[_ROW].isin(result[_ROW])]
+    if not missing.empty:
+        logger.debug("restoring %d entity rows with no feature row at or before their time", len(missing))
+        missing = missing.copy()
+        for column in missing.columns:
+            if pd.api.types.is_datetime64_any_dtype(missing[column]) and column in result:
+                missing[column] = pd.to_datetime(missing[column], utc=True)
+        result = pd.concat([result, missing], ignore_index=True)
+    return result.sort_values(_ROW).drop(columns=[_ROW]).reset_index(drop=True)

@@ -172,8 +172,9 @@ def test_historical_features_are_point_in_time_and_not_recomputed(demo: Demo):
     for i in range(3):
         later = by_key.loc[(entity_df.segment_id[i], entity_df.event_timestamp[i]), "embedding"]
         assert np.allclose(later, offline.embedding[i])
+    assert len(result) == len(entity_df)  # rows before any feature row are kept, with nulls
     earlier = result[result.event_timestamp < offline.event_timestamp.min()]
-    assert earlier.embedding.isna().all() if len(earlier) else True
+    assert len(earlier) == 3 and earlier.embedding.isna().all()
 
 
 def test_every_run_balances_and_broken_files_are_quarantined_with_reasons(demo: Demo):
