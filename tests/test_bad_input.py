@@ -6,7 +6,6 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -14,6 +13,7 @@ from mm_feast.ingest import ensure_embeddings
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import EmbeddingSource, MediaSource
 from mm_feast.synthetic import render_shape, render_sound, write_video, write_wav
+from test_media import write_audio_only_mp4
 
 MODELS = {"image": "mm-feast/clip-shapes", "video": "mm-feast/clip-shapes", "audio": "mm-feast/clap-sounds", "text": "mm-feast/clip-shapes"}
 
@@ -47,26 +47,11 @@ def _jpeg_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def _audio_only_mp4(path: Path) -> None:
-    """An .mp4 container with an audio stream and no video stream."""
-    import av
-
-    samples = (render_sound("high_tone", 1.0, 16000) * 32767).astype(np.int16)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> tuple[Path, dict]:
     repo = tmp_path_factory.mktemp("bad_input")
     expected = _corpus(repo / "media")
-    _audio_only_mp4(repo / "media" / "tone.mp4")
+    write_audio_only_mp4(repo / "media" / "tone.mp4")
     manifest = repo / "media" / "manifest.csv"
     lines = ["item_id,uri,modality,event_timestamp"]
     lines += [f"{name},{name},{modality},2026-11-01T00:00:00Z" for name, (modality, _) in expected.items()]

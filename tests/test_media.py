@@ -55,6 +55,21 @@ def write_video(path: Path, times_ms: list[int], codec: str = "libx264",
             container.mux(packet)
 
 
+def write_audio_only_mp4(path: Path) -> None:
+    """An .mp4 holding one 16 kHz mono AAC stream and no video stream (0.5 s of silence)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32),
+                                               format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 def write_wav(path: Path, rate: int, channels: int, seconds: float,
               channel_values: list[int] | None = None) -> None:
     """16-bit PCM WAV; each channel holds a constant (to check the downmix) if given."""
@@ -260,17 +275,7 @@ def test_audio_only_file_as_video(tmp_path: Path) -> None:
         segment_file(wav, modality="video")
 
     m4 = tmp_path / "audio_only.mp4"
-    with av.open(str(m4), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        stream.layout = "mono"
-        for i in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_audio_only_mp4(m4)
     assert detect_modality(m4) == "video"  # by extension; the content says otherwise
     with pytest.raises(MediaError, match="no video stream") as err:
         segment_file(m4)

@@ -25,7 +25,7 @@ from mm_feast.sources import EmbeddingSource, MediaSource
 from mm_feast.synthetic import render_shape, render_sound
 from mm_feast.synthetic import write_video as write_shape_video
 from mm_feast.synthetic import write_wav as write_mono_wav
-from test_media import VFR_MS, write_wav
+from test_media import VFR_MS, write_audio_only_mp4, write_wav
 from test_media import write_video as write_timed_video
 
 MODELS = {"image": "mm-feast/clip-shapes", "video": "mm-feast/clip-shapes", "audio": "mm-feast/clap-sounds",
@@ -73,25 +73,11 @@ def _lying_mkv(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def _audio_only_mp4(path: Path) -> None:
-    import av
-
-    samples = (render_sound("high_tone", 1.0, 16000) * 32767).astype(np.int16)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
-        frame.sample_rate = 16000
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-
-
 def _video_files(root: Path) -> dict[str, tuple]:
     write_shape_video(root / "good.mp4", [render_shape("blue", "square", 64)] * 10 + [render_shape("red", "cross", 64)] * 10)
     write_timed_video(root / "vfr.mp4", VFR_MS)
     _lying_mkv(root / "lying.mkv")
-    _audio_only_mp4(root / "sound_only.mp4")
+    write_audio_only_mp4(root / "sound_only.mp4")
     return {
         "good.mp4": (OK,),
         "vfr.mp4": ("warn", ["video_constant_frame_rate"]),
