@@ -106,12 +106,18 @@ def reset_repo_data(repo: Path) -> None:
             Path(url.database + suffix).unlink(missing_ok=True)
 
 
-def feast_cli(repo: Path, *args: str) -> str:
+FEAST_CLI_TIMEOUT_S = 1800.0  # a deadline, not an estimate: the demo's materialize takes about a minute
+
+
+def feast_cli(repo: Path, *args: str, timeout_s: float = FEAST_CLI_TIMEOUT_S) -> str:
     """Run the real `feast` CLI in ``repo``; its output streams to the user and is returned."""
     feast = Path(sys.executable).with_name("feast")
     command = [str(feast) if feast.exists() else "feast", *args]
     logger.info("$ %s  (in %s)", " ".join(command), repo)
-    result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"`{' '.join(command)}` did not finish within {timeout_s:.0f} s:\n{exc.stdout}\n{exc.stderr}") from None
     sys.stderr.write(result.stderr[-4000:])
     if result.returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` failed with exit {result.returncode}:\n{result.stdout}\n{result.stderr}")

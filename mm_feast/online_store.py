@@ -89,6 +89,9 @@ from pymilvus import CollectionSchema, DataType, FieldSchema, MilvusClient
 from pymilvus.client.types import LoadState
 from pymilvus.exceptions import MilvusException
 
+from mm_feast.core import faults
+from mm_feast.plugin.milvus.client import DEFAULT_CONNECT_TIMEOUT_S, Endpoint, connect
+
 logger = logging.getLogger(__name__)
 
 ConsistencyLevel = Literal["Strong", "Bounded", "Session", "Eventually"]
@@ -133,6 +136,12 @@ with warnings.catch_warnings():
         flush_after_write: Optional[bool] = None
         # Rows per upsert call: Lite stalled on a single 5,000 x 512-d insert.
         write_batch_size: int = 1000
+        # Opening a connection retries "unavailable" within this deadline (Lite starts its socket
+        # asynchronously; a server may still be starting), then fails naming the endpoint.
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+        # Deadline of each write call (upsert, delete, flush), pymilvus' own retries included:
+        # without one, a dead server keeps a writer retrying for minutes.
+        write_timeout_s: float = 120.0
         # ARRAY columns (non-vector list features): most elements per value (Milvus max 4096).
         array_max_capacity: int = 4096
         # Arrange retrieve_online_documents_v2 rows for Feast 0.67's re-sort (defect 1). Turn
@@ -144,6 +153,13 @@ with warnings.catch_warnings():
         def _check_batch(cls, v: int) -> int:
             if v < 1:
                 raise ValueError(f"write_batch_size must be >= 1, got {v}")
+            return v
+
+        @field_validator("connect_timeout_s", "write_timeout_s")
+        @classmethod
+        def _check_deadline(cls, v: float) -> float:
+            if not v > 0:
+                raise ValueError(f"deadlines must be positive seconds, got {v}")
             return v
 
         @field_validator("array_max_capacity")
@@ -468,11 +484,11 @@ class _Collection:
 
 
 _LOCK = threading.RLock()
-_CLIENTS: Dict[Tuple, MilvusClient] = {}
+_CLIENTS: Dict[Endpoint, MilvusClient] = {}
 _COLLECTIONS: Dict[Tuple, _Collection] = {}
 
 
-def _forget(endpoint: Tuple, collection_name: str) -> None:
+def _forget(endpoint: Endpoint, collection_name: str) -> None:
     with _LOCK:
         for key in [k for k in _COLLECTIONS if k[0] == endpoint and k[1] == collection_name]:
             del _COLLECTIONS[key]
@@ -496,10 +512,10 @@ def close_connections() -> None:
                 client.close()
             except Exception as exc:  # a dead connection is already closed
                 logger.debug("closing %s: %s", endpoint, exc)
-            if endpoint[0] == "lite":
+            if endpoint.kind == "lite":
                 from milvus_lite.server_manager import server_manager_instance
 
-                server_manager_instance.release_server(endpoint[1])
+                server_manager_instance.release_server(endpoint.address)
         _CLIENTS.clear()
         _COLLECTIONS.clear()
 
@@ -508,7 +524,7 @@ def _is_lite(cfg: MmMilvusOnlineStoreConfig) -> bool:
     return bool(cfg.path) and not cfg.uri
 
 
-def _endpoint_key_for(config: RepoConfig) -> Tuple:
+def _endpoint_key_for(config: RepoConfig) -> Endpoint:
     cfg = config.online_store
     if _is_lite(cfg):
         path = Path(cfg.path)
@@ -519,9 +535,9 @@ def _endpoint_key_for(config: RepoConfig) -> Tuple:
                 f"Milvus Lite path {str(path)!r} must end with '.db' (pymilvus treats "
                 "anything else as a server URI)"
             )
-        return ("lite", str(path.resolve()))
+        return Endpoint("lite", str(path.resolve()))
     uri = cfg.uri or f"{cfg.host}:{cfg.port}"
-    return ("server", uri, cfg.db_name or "", _milvus_token(cfg))
+    return Endpoint("server", uri, cfg.db_name or "", _milvus_token(cfg) or "")
 
 
 class MmMilvusOnlineStore(MilvusOnlineStore):
@@ -531,13 +547,14 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         super().__init__()
         self._warned: set = set()
         self._endpoint_cfg: Any = None
-        self._endpoint_key: Tuple = ()
+        self._endpoint_key: Optional[Endpoint] = None
 
-    def _endpoint(self, config: RepoConfig) -> Tuple:
+    def _endpoint(self, config: RepoConfig) -> Endpoint:
         """The endpoint key, resolved once per config object (path resolution costs syscalls)."""
         if self._endpoint_cfg is not config.online_store:
             self._endpoint_key = _endpoint_key_for(config)
             self._endpoint_cfg = config.online_store
+        assert self._endpoint_key is not None
         return self._endpoint_key
 
     # -- connection and collections ---------------------------------------------------------
@@ -548,15 +565,8 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         with _LOCK:
             client = _CLIENTS.get(endpoint)
             if client is None:
-                if endpoint[0] == "lite":
-                    logger.info("Opening Milvus Lite at %s", endpoint[1])
-                    client = MilvusClient(endpoint[1])
-                else:
-                    logger.info("Connecting to Milvus at %s", endpoint[1])
-                    kwargs: Dict[str, Any] = {"uri": endpoint[1], "token": endpoint[3]}
-                    if endpoint[2]:
-                        kwargs["db_name"] = endpoint[2]
-                    client = MilvusClient(**kwargs)
+                logger.info("Opening %s", endpoint.describe())
+                client = connect(endpoint, float(config.online_store.connect_timeout_s))
                 _CLIENTS[endpoint] = client
         self.client = client
         return client
@@ -607,13 +617,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         name: str,
         plan: _Plan,
         cfg: MmMilvusOnlineStoreConfig,
-        endpoint: Tuple,
+        endpoint: Endpoint,
     ) -> None:
         index_type = (cfg.index_type or "FLAT").upper()
-        if endpoint[0] == "lite" and index_type not in LITE_INDEX_TYPES:
+        if endpoint.kind == "lite" and index_type not in LITE_INDEX_TYPES:
             raise ValueError(
                 f"index_type {index_type!r} is not available on Milvus Lite "
-                f"({endpoint[1]}): use one of {LITE_INDEX_TYPES}, or a Milvus server"
+                f"({endpoint.address}): use one of {LITE_INDEX_TYPES}, or a Milvus server"
             )
         schema = CollectionSchema(
             fields=plan.fields(int(cfg.varchar_max_length or 65535)),
@@ -799,13 +809,16 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             rows[pk] = row
         batch = list(rows.values())
         size = int(cfg.write_batch_size)
+        timeout = float(cfg.write_timeout_s)
         for start in range(0, len(batch), size):
-            client.upsert(collection_name=col.name, data=batch[start : start + size])
+            chunk = batch[start : start + size]
+            client.upsert(collection_name=col.name, data=chunk, timeout=timeout)
+            faults.upsert_acknowledged(len(chunk))
         flush = cfg.flush_after_write
         if flush is None:
             flush = _is_lite(cfg)
         if flush and batch:
-            client.flush(col.name)
+            client.flush(col.name, timeout=timeout)
         if progress:
             progress(total)
 

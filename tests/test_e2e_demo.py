@@ -191,7 +191,7 @@ def test_cli_search_json(demo: Demo):
     cli = Path(sys.executable).with_name("mm-feast")
     out = subprocess.run(
         [str(cli), "search", "a red circle", "--repo", str(demo.repo), "--views", "image_embeddings", "-k", "3", "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=600,
     ).stdout
     hits = json.loads(out)
     assert len(hits) == 3 and hits[0]["caption"] == "a red circle"

@@ -1,14 +1,17 @@
 """A Milvus server crash in the middle of `feast materialize`, then a restart and a rerun: the online
 store ends up holding exactly the rows the offline store holds, none twice, none missing.
 
-The test starts its own `milvus-server` (never the session's or another test's), SIGKILLs the inner
-`milvus` process while materialize is writing (DESIGN: SIGKILL simulates a crash, SIGTERM lingers),
-restarts it on the same data directory and reruns materialize: writes are upserts keyed by the
+The test starts its own `milvus-server` (never the session's or another test's). Materialize runs
+with the writer's fault seam armed: it pauses right after a known number of acknowledged upserts,
+the test SIGKILLs the inner `milvus` process (DESIGN: SIGKILL simulates a crash, SIGTERM lingers)
+and lets the writer go on against the dead server. No poll races the writer. The server is then
+restarted on the same data directory and materialize rerun: writes are upserts keyed by the
 entity key (segment id = item id + locator position), so a rerun replaces what the crashed run wrote.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -27,6 +30,7 @@ from feast import FeatureStore
 from pymilvus import MilvusClient
 
 from milvus_server import HOST, MilvusServerProcess, free_port, start_milvus_server
+from mm_feast.core.faults import PAUSE_AFTER_UPSERTS_ENV
 from mm_feast.demo import feast_cli
 from mm_feast.quarantine import entries
 
@@ -36,6 +40,9 @@ logger = logging.getLogger(__name__)
 PROJECT = "fault_tolerance"
 DOCS, PARAGRAPHS = 60, 5
 VIEWS = {"blocks": DOCS * PARAGRAPHS, "docs": DOCS}  # view -> rows it must end up with
+PAUSE_AFTER = 40  # acknowledged upserts (one row each) before the crash: well inside the first view
+PAUSE_DEADLINE_S = 600  # ingest (model load, encode) comes before the first write
+WRITER_EXIT_DEADLINE_S = 300  # the writer's own write_timeout_s (60 s here) bounds its retries
 
 
 def _isolated_etcd(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +96,7 @@ def _point_at(repo: Path, uri: str) -> None:
     # write_batch_size 1: one upsert per row, so the crash lands while rows are being written
     (repo / "feature_store.yaml").write_text(
         f"project: {PROJECT}\nprovider: local\nregistry: data/registry.db\n"
-        f"online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  uri: {uri}\n  write_batch_size: 1\n"
+        f"online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  uri: {uri}\n  write_batch_size: 1\n  write_timeout_s: 60\n"
         "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nentity_key_serialization_version: 3\n"
     )
 
@@ -104,9 +111,25 @@ def _counts(client: MilvusClient) -> dict[str, int]:
     return out
 
 
-def _partly_written(counts: dict[str, int]) -> bool:
-    """Some view has some of its rows online, not all: the writer is in the middle of it."""
-    return any(0 < counts.get(view, 0) < expected for view, expected in VIEWS.items())
+def _wait_for_pause(pause_dir: Path, run: subprocess.Popen, log: Path) -> dict[str, int]:
+    """The writer's report of what it had acknowledged when it paused (see mm_feast.core.faults)."""
+    deadline = time.monotonic() + PAUSE_DEADLINE_S
+    marker = pause_dir / "paused"
+    while not marker.exists():
+        if run.poll() is not None:
+            pytest.fail(f"materialize exited {run.returncode} before its {PAUSE_AFTER}th upsert:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"materialize did not reach its {PAUSE_AFTER}th upsert within {PAUSE_DEADLINE_S} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return json.loads(marker.read_text())
+
+
+def _wait_gone(pid: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"milvus (pid {pid}) still alive {timeout_s} s after SIGKILL")
+        time.sleep(0.05)
 
 
 def _materialize_cmd(repo: Path, start: str, end: str) -> list[str]:
@@ -138,34 +161,37 @@ def test_milvus_killed_mid_materialize_then_rerun_holds_exactly_the_expected_row
     start = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
     end = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
 
-    # 1. materialize (it runs ingest: scan, media gate, encode, embedding gate, then writes) and
-    #    crash the server as soon as rows start arriving
-    log = open(tmp_path / "materialize-1.log", "w")
-    run = subprocess.Popen(_materialize_cmd(repo, start, end), cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-    watcher = MilvusClient(uri=server.uri, timeout=10)
-    deadline = time.monotonic() + 300
-    at_kill: dict[str, int] = {}
-    while time.monotonic() < deadline and run.poll() is None:
-        at_kill = _counts(watcher)
-        if _partly_written(at_kill):
-            os.kill(_inner_milvus(server), signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    watcher.close()
-    assert _partly_written(at_kill) and run.poll() is None, (
-        f"materialize ended before the crash: {at_kill}, {(tmp_path / 'materialize-1.log').read_text()[-2000:]}")
+    # 1. materialize, paused by the writer's fault seam right after its PAUSE_AFTER-th acknowledged
+    #    upsert (one row each), so the crash lands at a known point while writes are in flight
+    pause_dir = tmp_path / "pause"
+    pause_dir.mkdir()
+    env = {**os.environ, PAUSE_AFTER_UPSERTS_ENV: f"{PAUSE_AFTER}:{pause_dir}"}
+    log_path = tmp_path / "materialize-1.log"
+    with open(log_path, "w") as log:
+        run = subprocess.Popen(_materialize_cmd(repo, start, end), cwd=repo, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        code = run.wait(timeout=180)
+        acknowledged = _wait_for_pause(pause_dir, run, log_path)
+        inner = _inner_milvus(server)
+        os.kill(inner, signal.SIGKILL)
+        _wait_gone(inner)
+        (pause_dir / "resume").touch()  # the writer goes on, now against a dead server
+        code = run.wait(timeout=WRITER_EXIT_DEADLINE_S)
     except subprocess.TimeoutExpired:  # a client stuck retrying is killed too: still a crashed run
         run.kill()
-        code = run.wait()
-    log.close()
-    logger.info("milvus killed with %s rows online (of %s); materialize exited %s", at_kill, VIEWS, code)
-    assert code != 0, "materialize must fail when its online store dies"
+        code = run.wait(timeout=30)
+    finally:
+        if run.poll() is None:  # the test failed before the writer ended: never leave it running
+            run.kill()
+            run.wait(timeout=30)
+    logger.info("milvus killed after %s; materialize exited %s", acknowledged, code)
     server.stop()
 
     # 2. restart the server on the same data (its own etcd again) and rerun materialize
     restarted = servers()
+    if code == 0:  # it must then have written everything it acknowledged, durably
+        durable = MilvusClient(uri=restarted.uri, timeout=30)
+        assert sum(_counts(durable).values()) >= acknowledged["rows"], (acknowledged, _counts(durable))
+        durable.close()
     _point_at(repo, restarted.uri)
     feast_cli(repo, "materialize", start, end)
 

@@ -50,7 +50,7 @@ def mm_feast_cli(*args: str) -> str:
     """Run the real `mm-feast` console script; fails the test with its output on error."""
     close_connections()  # Milvus Lite: one process per database file
     cli = Path(sys.executable).with_name("mm-feast")
-    result = subprocess.run([str(cli), *args], capture_output=True, text=True)
+    result = subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"mm-feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
     return result.stdout
 

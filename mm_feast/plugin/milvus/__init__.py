@@ -1,0 +1,1 @@
+"""Milvus (Lite and server) behind Feast's online-store interface."""
