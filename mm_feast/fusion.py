@@ -221,25 +221,32 @@ def _entity_key(row: dict[str, Any]) -> str:
     return str(row["segment_id"]) if isinstance(row.get("segment_id"), str) else str(row["item_id"])
 
 
-def ensure_fused(source: FusedEmbeddingSource, repo_path: Optional[Path], run_id: str) -> Any:
-    """Bring the fused parquet up to date: ingest the inputs, fuse new combinations, record lineage."""
-    from mm_feast.ingest import RunSummary, _append_parquet, _read_parquet, _record_run, ensure_embeddings
+def ensure_fused(source: FusedEmbeddingSource, context: Any) -> Any:
+    """Bring the fused parquet up to date from the inputs' rows of this run: fuse new combinations,
+    drop fused rows whose inputs are gone, record lineage."""
+    from mm_feast.ingest import RunSummary, _read_parquet, _record_run, source_rows, store_rows
     from mm_feast.lineage.db import LineageDB
     from mm_feast.lineage.recorder import code_version, config_hash, embedding_parent, make_record
     from mm_feast.lineage.records import EncoderInfo
 
     started = time.perf_counter()
+    repo_path, run_id = context.repo_path, context.run_id
     inputs = [source.anchor, *source.context]
-    for parent in inputs:
-        ensure_embeddings(parent, repo_path, show_progress=False)
+    frames = [_current_rows(source_rows(p, context)) for p in inputs]
     groups = _groups(source, repo_path)
-    frames = [_current_rows(_read_parquet(p.resolved_path(repo_path))) for p in inputs]
     anchor, contexts = frames[0], frames[1:]
     digest, config_text = config_hash(source.config())
     sink = source.resolved_path(repo_path)
     existing = _read_parquet(sink)
-    known = set(existing["lineage_id"]) if not existing.empty else set()
+    live_parents = set().union(*(set(f["lineage_id"]) for f in frames if not f.empty))
+    if not existing.empty:  # a fused row lives only while every one of its inputs does
+        alive = existing["parent_lineage_ids"].map(lambda ids: all(i in live_parents for i in ids))
+        kept = existing[alive].reset_index(drop=True)
+    else:
+        kept = existing
+    known = set(kept["lineage_id"]) if not kept.empty else set()
     summary = RunSummary(source=source.name, run_id=run_id)
+    summary.removed = len(existing) - len(kept)
     by_group: list[dict[str, list[dict[str, Any]]]] = []
     for frame in contexts:
         grouped: dict[str, list[dict[str, Any]]] = {}
@@ -308,8 +315,8 @@ def ensure_fused(source: FusedEmbeddingSource, repo_path: Optional[Path], run_id
         ]
         info = EncoderInfo(row["model_id"], source.revision, row["model_version"], digest, code_version())
         records.append(make_record(db, source, fused, FUSED, _entity_key(row), info, run_id, parents))
-    frame = pd.DataFrame(new_rows)
-    _append_parquet(sink, existing, frame)
+    frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))
+    context.put(("rows", source.name), frame)
     db.write(records, {digest: config_text})
     summary.model_version = str(anchor["model_version"].iloc[0]) if not anchor.empty else ""
     summary.seconds = time.perf_counter() - started

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from mm_feast.encoders import Encoder, get_encoder
 from mm_feast.lineage.recorder import erased_sha256s, record_ingest
-from mm_feast.media import segment_file
+from mm_feast.media import SegmentationConfig, segment_file
 from mm_feast.media.base import MediaError, Segment
+from mm_feast.pipeline.context import RunContext, shared
 from mm_feast.quality.gate import IngestGate
 from mm_feast.sources import (
     CREATED_FIELD,
@@ -73,10 +74,13 @@ class RunSummary:
     unchanged: int = 0
     quarantined: int = 0
     segments: int = 0
+    removed: int = 0  # items no longer in the collection: their rows left the stores
+    changed: int = 0  # items whose content changed: their old segments were replaced
     encoder_calls: int = 0
     seconds: float = 0.0
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)  # per gate: rows, blocked/warned expectations
+    warnings: list[str] = field(default_factory=list)  # "uri: what is odd about it", for the summary
 
     @property
     def balanced(self) -> bool:
@@ -85,7 +89,7 @@ class RunSummary:
     def line(self) -> str:
         return (
             f"[{self.source}] seen={self.seen} ingested={self.ingested} unchanged={self.unchanged}"
-            f" quarantined={self.quarantined} segments={self.segments} in {self.seconds:.1f}s"
+            f" quarantined={self.quarantined} removed={self.removed} segments={self.segments} in {self.seconds:.1f}s"
         )
 
 
@@ -160,13 +164,30 @@ def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, 
     )
 
 
-def _segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Encoder) -> list[Segment]:
+def segmentation_for(source: EmbeddingSource, encoder: Any) -> SegmentationConfig:
+    """The source's segmentation, decoding audio at the model's rate whatever the file's rate is."""
     config = source.segmentation
     sample_rate = getattr(encoder, "sample_rate", None)
     if sample_rate and config.audio_windowing.sample_rate != sample_rate:
-        # The window must be decoded at the model's rate, whatever the file's rate is.
         config = replace(config, audio_windowing=replace(config.audio_windowing, sample_rate=sample_rate))
-    return segment_file(row.uri, modality=row.modality, config=config, sha256=row.sha256)
+    return config
+
+
+def segment_group(source: EmbeddingSource, encoder: Any) -> tuple[str, str, str]:
+    """Views whose items decode to the same segments: (media source, modality, segmentation)."""
+    return (source.media.name, source.modality, json.dumps(asdict(segmentation_for(source, encoder)), sort_keys=True))
+
+
+def _segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Encoder, context: Optional[RunContext] = None) -> list[Segment]:
+    config = segmentation_for(source, encoder)
+    group = segment_group(source, encoder)
+    uses = context.get(("segment_consumers", group), 1) if context is not None else 1
+    return shared(
+        context,
+        (group, row.uri, row.sha256),
+        uses,
+        lambda: segment_file(row.uri, modality=row.modality, config=config, sha256=row.sha256),
+    )
 
 
 def _encode_segments(encoder: Encoder, modality: str, segments: list[Segment], batch_size: int) -> np.ndarray:
@@ -180,6 +201,7 @@ def _encode_items(
     summary: RunSummary,
     batch_size: int,
     show_progress: bool,
+    context: Optional[RunContext] = None,
 ) -> list[dict[str, Any]]:
     """Segment and encode each item; a bad item is quarantined and the batch goes on."""
     now = datetime.now(timezone.utc)
@@ -223,7 +245,7 @@ def _encode_items(
             progress.update(1)
             continue
         try:
-            segments = _segments_for(row, source, encoder)
+            segments = _segments_for(row, source, encoder, context)
         except MediaError as exc:
             _quarantine(summary, row, "decode", exc.reason)
             progress.update(1)
@@ -293,32 +315,86 @@ def _record_run(repo_path: Optional[Path], summary: RunSummary) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+def current_items(rows: Iterable[ManifestRow]) -> dict[str, str]:
+    """item_id -> sha256 of what is on disk now (readable items only)."""
+    return {r.item_id: r.sha256 for r in rows if not r.error and r.sha256}
+
+
+def prune_stale(existing: pd.DataFrame, current: dict[str, str], keep_removed: bool) -> tuple[pd.DataFrame, set[str], set[str]]:
+    """Drop rows of files that changed (their old segments) or left the collection.
+
+    Returns (kept rows, changed item ids, removed item ids). A changed file's old rows go whatever
+    the options; a removed file's rows stay only with ``keep_removed``.
+    """
+    if existing.empty:
+        return existing, set(), set()
+    ids, shas = existing["item_id"].astype(str), existing["sha256"].astype(str)
+    listed = ids.isin(list(current))
+    changed_rows = listed & (shas != ids.map(current))
+    removed_rows = ~listed
+    drop = changed_rows | (removed_rows if not keep_removed else False)
+    changed = set(ids[changed_rows])
+    removed = set(ids[removed_rows]) if not keep_removed else set()
+    return existing[~drop].reset_index(drop=True), changed, removed
+
+
+def _rewrite_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Replace the file with ``frame`` (also when it became empty): temp file first, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.parquet")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def store_rows(path: Path, kept: pd.DataFrame, new_rows: pd.DataFrame, pruned: bool) -> pd.DataFrame:
+    """Write the source's offline rows (kept + new) if anything changed; returns them."""
+    frame = new_rows if kept.empty else kept if new_rows.empty else pd.concat([kept, new_rows], ignore_index=True)
+    if pruned or not new_rows.empty or not path.exists():
+        _rewrite_parquet(path, frame)
+    return frame
+
+
 def ensure_embeddings(
     source: EmbeddingSource,
     repo_path: Optional[Path] = None,
     batch_size: int = 32,
     show_progress: bool = True,
+    context: Optional[RunContext] = None,
 ) -> RunSummary:
-    """Bring ``source``'s parquet up to date with its media collection and model."""
+    """Bring ``source``'s parquet up to date with its media collection and model, once per run."""
+    context = context or RunContext(Path(repo_path) if repo_path is not None else None, batch_size=batch_size, show_progress=show_progress)
+    return context.once(("ingest", source.name), lambda: _ingest(source, context))
+
+
+def source_rows(source: EmbeddingSource, context: RunContext) -> pd.DataFrame:
+    """The source's offline rows after this run's ingest (from memory when this run wrote them)."""
+    ensure_embeddings(source, context.repo_path, context=context)
+    return context.once(("rows", source.name), lambda: _read_parquet(source.resolved_path(context.repo_path)))
+
+
+def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     started = time.perf_counter()
-    repo_path = Path(repo_path) if repo_path is not None else None
-    run_id = uuid.uuid4().hex[:12]
+    repo_path = context.repo_path
+    run_id = context.run_id
     if source.granularity == "fused":  # rows combine other views' rows: see mm_feast.fusion
         from mm_feast.fusion import ensure_fused
 
-        return ensure_fused(source, repo_path, run_id)
+        return ensure_fused(source, context)
     if source.granularity == "item":
         assert source.segments is not None
-        inner = ensure_embeddings(source.segments, repo_path, batch_size, show_progress)
-        seg_rows = _read_parquet(source.segments.resolved_path(repo_path))
+        inner = ensure_embeddings(source.segments, repo_path, context=context)
+        seg_rows = source_rows(source.segments, context)
         sink = source.resolved_path(repo_path)
         existing = _read_parquet(sink)
-        known = set(zip(existing["item_id"], existing["sha256"], existing["model_version"])) if not existing.empty else set()
+        current = {} if seg_rows.empty else dict(zip(seg_rows["item_id"].astype(str), seg_rows["sha256"].astype(str)))
+        kept, _, removed = prune_stale(existing, current, keep_removed=False)
+        known = set(zip(kept["item_id"], kept["sha256"], kept["model_version"])) if not kept.empty else set()
         pooled = _pool_items(seg_rows, known, run_id) if not seg_rows.empty else []
-        _append_parquet(sink, existing, pd.DataFrame(pooled))
+        frame = store_rows(sink, kept, pd.DataFrame(pooled), len(kept) != len(existing))
+        context.put(("rows", source.name), frame)
         record_ingest(repo_path, source, pd.DataFrame(pooled), run_id)
         # counts are the segment run's (same items); quarantine records stay with that run
-        summary = replace(inner, source=source.name, run_id=run_id, quarantine=[], segments=len(pooled))
+        summary = replace(inner, source=source.name, run_id=run_id, quarantine=[], segments=len(pooled), removed=len(removed))
         summary.seconds = time.perf_counter() - started
         _record_run(repo_path, summary)
         logger.info(summary.line())
@@ -327,16 +403,16 @@ def ensure_embeddings(
     encoder = get_encoder(source.model_id, source.revision)
     calls_before = encoder.calls
     summary = RunSummary(source=source.name, run_id=run_id, model_version=encoder.version)
-    all_rows, _ = scan_media(source.media, repo_path)
+    all_rows, scanned = scan_media(source.media, repo_path, context)
     rows = [r for r in all_rows if r.modality == source.modality]
     summary.seen = len(rows)
+    summary.warnings = [w for w in scanned.warnings if w.split(":", 1)[0] in {r.uri for r in rows}]
     sink = source.resolved_path(repo_path)
     existing = _read_parquet(sink)
-    done = (
-        set(zip(existing["item_id"], existing["sha256"], existing["model_version"]))
-        if not existing.empty
-        else set()
-    )
+    kept, changed, removed = prune_stale(existing, current_items(rows), keep_removed=source.media.keep_removed)
+    summary.removed = len(removed)
+    summary.changed = len(changed)
+    done = set(zip(kept["item_id"], kept["sha256"], kept["model_version"])) if not kept.empty else set()
     todo = []
     erased = erased_sha256s(repo_path)
     gate = IngestGate(source, repo_path, run_id, encoder.version, encoder.dim)
@@ -353,7 +429,7 @@ def ensure_embeddings(
     todo, refused = gate.check_media(todo)
     for row, failure in refused:
         _quarantine(summary, row, failure.stage, failure.reason, **failure.details())
-    new_rows = _encode_items(source, encoder, todo, summary, batch_size, show_progress)
+    new_rows = _encode_items(source, encoder, todo, summary, context.batch_size, context.show_progress, context)
     # quality gate on embeddings: one validation of per-row vector statistics, before the write
     new_rows, withheld = gate.check_embeddings(new_rows)
     for row in (r for r in todo if r.item_id in withheld):
@@ -361,7 +437,8 @@ def ensure_embeddings(
         summary.ingested -= 1  # counted by _encode_items; now quarantined instead
         summary.segments -= failure.rows
         _quarantine(summary, row, failure.stage, failure.reason, **failure.details())
-    _append_parquet(sink, existing, pd.DataFrame(new_rows))
+    frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))
+    context.put(("rows", source.name), frame)
     summary.validation = gate.finish()
     record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
     summary.encoder_calls = encoder.calls - calls_before
@@ -373,20 +450,26 @@ def ensure_embeddings(
     return summary
 
 
-def scan_media(media: MediaSource, repo_path: Optional[Path] = None) -> tuple[list[ManifestRow], RunSummary]:
-    """Scan a collection and write its manifest; files no segmenter can take are quarantined
-    here (stage "scan"), since no embedding view would ever see them."""
+def scan_media(media: MediaSource, repo_path: Optional[Path] = None, context: Optional[RunContext] = None) -> tuple[list[ManifestRow], RunSummary]:
+    """Scan a collection and write its manifest, once per run; files no segmenter can take are
+    quarantined here (stage "scan"), since no embedding view would ever see them."""
+    context = context or RunContext(Path(repo_path) if repo_path is not None else None)
+    return context.once(("scan", media.name), lambda: _scan(media, context))
+
+
+def _scan(media: MediaSource, context: RunContext) -> tuple[list[ManifestRow], RunSummary]:
     started = time.perf_counter()
-    summary = RunSummary(source=media.name, run_id=uuid.uuid4().hex[:12])
-    rows = media.scan(repo_path)
+    summary = RunSummary(source=media.name, run_id=context.run_id)
+    rows = media.scan(context.repo_path)
     summary.seen = len(rows)
     for row in rows:
         if row.modality == UNKNOWN_MODALITY:
             _quarantine(summary, row, "scan", row.error or "unsupported file type")
         else:
             summary.ingested += 1
+    summary.warnings = list(media.last_warnings)
     summary.seconds = time.perf_counter() - started
-    _record_run(Path(repo_path) if repo_path is not None else None, summary)
+    _record_run(context.repo_path, summary)
     logger.info(summary.line())
     return rows, summary
 

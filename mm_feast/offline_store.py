@@ -1,8 +1,8 @@
-"""Feast's file offline store, with media ingestion in front of every read of an mm-feast source.
+"""Feast's file offline store for mm-feast sources: it only reads.
 
-Why here: the offline store is the one Feast extension point that both ``feast materialize``
-and ``get_historical_features`` go through. Ingestion is incremental, so a read after the first
-costs a scan and hash of the collection, never a model forward pass (DESIGN defect 8).
+Ingestion belongs to the compute engine (``mm_feast.plugin.engine``), which `feast materialize`
+runs; reads (``get_historical_features``, the engine's own pulls) never scan, encode or write. A
+source that was never materialized is a clear error, not an empty training set.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from feast.infra.offline_stores.dask import DaskOfflineStore, DaskOfflineStoreCo
 from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.repo_config import RepoConfig
 
-from mm_feast.ingest import ensure_embeddings, scan_media
+from mm_feast.core.errors import UserError
 from mm_feast.sources import EmbeddingSource, MediaSource
 
 logger = logging.getLogger(__name__)
@@ -27,32 +27,31 @@ logger = logging.getLogger(__name__)
 
 class MmFileOfflineStoreConfig(DaskOfflineStoreConfig):
     type: Literal["mm_feast.offline_store.MmFileOfflineStore"] = "mm_feast.offline_store.MmFileOfflineStore"
-    ingest_on_read: bool = True
-    """Bring media sources up to date before each read; off means reads see only what exists."""
-    batch_size: int = 32
 
 
-def prepare_source(config: RepoConfig, source: Any) -> None:
-    """Scan a MediaSource or ingest an EmbeddingSource so its parquet exists and is current."""
-    options = config.offline_store
-    if not getattr(options, "ingest_on_read", True):
+def require_materialized(config: RepoConfig, source: Any) -> None:
+    """An mm-feast source's parquet is written by `feast materialize`; say so when it is missing."""
+    if not isinstance(source, (EmbeddingSource, MediaSource)):
         return
-    repo_path = Path(config.repo_path) if config.repo_path else None
-    if isinstance(source, EmbeddingSource):
-        ensure_embeddings(source, repo_path, batch_size=getattr(options, "batch_size", 32))
-    elif isinstance(source, MediaSource):
-        scan_media(source, repo_path)  # writes the manifest parquet Feast then reads
+    repo_path = Path(config.repo_path) if config.repo_path else Path(".")
+    path = Path(source.path) if Path(source.path).is_absolute() else repo_path / source.path
+    if not path.exists():
+        raise UserError(
+            f"source '{source.name}' has no offline rows yet ({path}): run `feast materialize` "
+            "(or `mm-feast ingest`) first, with `batch_engine: {type: mm_feast.plugin.engine."
+            "MmLocalComputeEngine}` in feature_store.yaml so that materialize runs the pipeline"
+        )
 
 
 class MmFileOfflineStore(DaskOfflineStore):
     @staticmethod
     def pull_latest_from_table_or_query(config: RepoConfig, data_source: Any, *args: Any, **kwargs: Any) -> RetrievalJob:
-        prepare_source(config, data_source)
+        require_materialized(config, data_source)
         return DaskOfflineStore.pull_latest_from_table_or_query(config, data_source, *args, **kwargs)
 
     @staticmethod
     def pull_all_from_table_or_query(config: RepoConfig, data_source: Any, *args: Any, **kwargs: Any) -> RetrievalJob:
-        prepare_source(config, data_source)
+        require_materialized(config, data_source)
         return DaskOfflineStore.pull_all_from_table_or_query(config, data_source, *args, **kwargs)
 
     @staticmethod
@@ -67,7 +66,7 @@ class MmFileOfflineStore(DaskOfflineStore):
         **kwargs: Any,
     ) -> RetrievalJob:
         for view in feature_views:
-            prepare_source(config, view.batch_source)
+            require_materialized(config, view.batch_source)
         if not isinstance(entity_df, pd.DataFrame):
             return DaskOfflineStore.get_historical_features(
                 config, feature_views, feature_refs, entity_df, registry, project, full_feature_names, **kwargs

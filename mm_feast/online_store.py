@@ -772,7 +772,68 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         ],
         progress: Optional[Callable[[int], Any]],
     ) -> None:
-        """Upsert keyed by entity key: reruns replace rows, and the newest event wins."""
+        """Upsert keyed by entity key; an older write never replaces a newer row (event time
+        wins, then created time), whether the newer one is in this batch or already stored."""
+        self._write(config, table, data, progress, newer_only=True)
+
+    def write_current(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: List[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
+        delete_pks: Sequence[str] = (),
+    ) -> None:
+        """Make these rows the served ones, whatever their event times, and delete ``delete_pks``.
+
+        The compute engine's path: it has reconciled the view with the files on disk, so a row it
+        writes is what must be served (a file edited back to older content included).
+        """
+        self._write(config, table, data, None, newer_only=False)
+        if delete_pks:
+            self._delete_pks(config, table, list(delete_pks))
+
+    def served_rows(self, config: RepoConfig, table: FeatureView, field_name: str = "lineage_id") -> Dict[str, Any]:
+        """Primary key (hex entity key) -> ``field_name`` of every row the collection holds."""
+        col = self._collection(config, table)
+        client = self._connect(config)
+        plan = col.plan
+        output = [plan.pk] + ([field_name] if field_name in plan.columns else [])
+        found: Dict[str, Any] = {}
+        iterator = client.query_iterator(
+            collection_name=col.name, batch_size=1000, filter="", output_fields=output,
+            consistency_level="Strong",
+        )
+        try:
+            while True:
+                page = iterator.next()
+                if not page:
+                    break
+                for hit in page:
+                    found[hit[plan.pk]] = hit.get(field_name)
+        finally:
+            iterator.close()
+        return found
+
+    def _stored_times(self, config: RepoConfig, col: "_Collection", pks: List[str]) -> Dict[str, Tuple[int, int]]:
+        client = self._connect(config)
+        stored: Dict[str, Tuple[int, int]] = {}
+        for start in range(0, len(pks), _READ_CHUNK):
+            hits = client.query(
+                collection_name=col.name, ids=pks[start : start + _READ_CHUNK],
+                output_fields=[col.plan.pk, EVENT_TS, CREATED_TS], consistency_level="Strong",
+            )
+            for hit in hits:
+                stored[hit[col.plan.pk]] = (int(hit[EVENT_TS]), int(hit[CREATED_TS]))
+        return stored
+
+    def _write(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: List[Tuple[EntityKeyProto, Dict[str, ValueProto], datetime, Optional[datetime]]],
+        progress: Optional[Callable[[int], Any]],
+        newer_only: bool,
+    ) -> None:
         from mm_feast.versions import keep_served_rows
 
         total = len(data)
@@ -807,6 +868,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             if not plan.vector_fields:
                 row[PLACEHOLDER_VECTOR_FIELD] = [0.0] * PLACEHOLDER_VECTOR_DIM
             rows[pk] = row
+        if newer_only and rows:
+            stored = self._stored_times(config, col, list(rows))
+            older = [pk for pk, row in rows.items() if pk in stored and stored[pk] > (row[EVENT_TS], row[CREATED_TS])]
+            for pk in older:
+                del rows[pk]
+            if older:
+                logger.info("%s: %d rows not written, the store holds newer ones", table.name, len(older))
         batch = list(rows.values())
         size = int(cfg.write_batch_size)
         timeout = float(cfg.write_timeout_s)
@@ -814,13 +882,16 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             chunk = batch[start : start + size]
             client.upsert(collection_name=col.name, data=chunk, timeout=timeout)
             faults.upsert_acknowledged(len(chunk))
-        flush = cfg.flush_after_write
-        if flush is None:
-            flush = _is_lite(cfg)
-        if flush and batch:
-            client.flush(col.name, timeout=timeout)
+        if batch:
+            self._flush(config, col.name)
         if progress:
             progress(total)
+
+    def _flush(self, config: RepoConfig, collection_name: str) -> None:
+        cfg: MmMilvusOnlineStoreConfig = config.online_store
+        flush = cfg.flush_after_write
+        if flush or (flush is None and _is_lite(cfg)):
+            self._connect(config).flush(collection_name, timeout=float(cfg.write_timeout_s))
 
     def online_read(
         self,
@@ -877,10 +948,6 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         self, config: RepoConfig, table: FeatureView, entity_keys: List[EntityKeyProto]
     ) -> int:
         """Delete these rows (erasure, model-version rollback); returns how many keys were sent."""
-        if not entity_keys:
-            return 0
-        col = self._collection(config, table)
-        client = self._connect(config)
         version = config.entity_key_serialization_version
         pks = list(
             dict.fromkeys(
@@ -888,11 +955,17 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 for k in entity_keys
             )
         )
+        return self._delete_pks(config, table, pks)
+
+    def _delete_pks(self, config: RepoConfig, table: FeatureView, pks: List[str]) -> int:
+        if not pks:
+            return 0
+        col = self._collection(config, table)
+        client = self._connect(config)
+        timeout = float(config.online_store.write_timeout_s)
         for start in range(0, len(pks), _READ_CHUNK):
-            client.delete(collection_name=col.name, ids=pks[start : start + _READ_CHUNK])
-        flush = config.online_store.flush_after_write
-        if flush or (flush is None and _is_lite(config.online_store)):
-            client.flush(col.name)
+            client.delete(collection_name=col.name, ids=pks[start : start + _READ_CHUNK], timeout=timeout)
+        self._flush(config, col.name)
         return len(pks)
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from feast.data_format import ParquetFormat
 from feast.infra.offline_stores.file_source import FileSource
 from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
 
+from mm_feast.core.errors import UserError
 from mm_feast.media import SegmentationConfig, detect_modality
 from mm_feast.media.audio import AudioWindowing
 from mm_feast.media.base import MediaError, sha256_file
@@ -132,6 +134,7 @@ class MediaSource(_JsonOptionsSource):
         manifest: Optional[str] = None,
         path: Optional[str] = None,
         modalities: tuple[str, ...] = ("image", "video", "audio", "text"),
+        keep_removed: bool = False,
         description: str = "",
         tags: Optional[dict[str, str]] = None,
         owner: str = "",
@@ -141,6 +144,9 @@ class MediaSource(_JsonOptionsSource):
         self.root = root
         self.manifest = manifest
         self.modalities = tuple(modalities)
+        # False: a file that leaves the collection leaves the stores on the next materialize.
+        self.keep_removed = bool(keep_removed)
+        self.last_warnings: list[str] = []  # what the last scan found odd ("uri: why")
         super().__init__(
             name=name,
             path=path or f"data/manifests/{name}.parquet",
@@ -153,7 +159,7 @@ class MediaSource(_JsonOptionsSource):
         )
 
     def _options(self) -> dict[str, Any]:
-        return {"root": self.root, "manifest": self.manifest, "modalities": list(self.modalities)}
+        return {"root": self.root, "manifest": self.manifest, "modalities": list(self.modalities), "keep_removed": self.keep_removed}
 
     @staticmethod
     def from_spec(spec: dict[str, Any]) -> "MediaSource":
@@ -172,13 +178,19 @@ class MediaSource(_JsonOptionsSource):
         root = _resolve(repo_path, self.root or ".")
         if not root.is_dir():
             raise FileNotFoundError(f"MediaSource '{self.name}': root directory {root} not found")
+        paths = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.suffix not in {".csv", ".parquet"}]
+        stems = Counter(p.relative_to(root).with_suffix("").as_posix() for p in paths)
         rows = []
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            if path.name.startswith(".") or path.suffix in {".csv", ".parquet"}:
-                continue
+        for path in paths:
+            relative = path.relative_to(root)
+            stem = relative.with_suffix("").as_posix()
+            # Two files with one stem (coffee.png, coffee.webp) are two items: both keep their suffix.
+            item_id = stem if stems[stem] == 1 else relative.as_posix()
+            if stems[stem] > 1:
+                self.last_warnings.append(f"{path}: shares the name '{stem}' with another file; item id '{item_id}'")
             rows.append(
                 ManifestRow(
-                    item_id=path.relative_to(root).with_suffix("").as_posix(),
+                    item_id=item_id,
                     uri=str(path.resolve()),
                     modality="",
                     event_timestamp=datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc),
@@ -195,13 +207,21 @@ class MediaSource(_JsonOptionsSource):
                 records = list(csv.DictReader(handle))
         base = manifest.parent
         rows = []
+        first_uri: dict[str, str] = {}
         for record in records:
             record = dict(record)
             uri = str(_resolve(base, str(record.pop("uri"))).resolve())
             modality = str(record.pop("modality", "") or "")
+            item_id = str(record.pop("item_id"))
+            if item_id in first_uri:
+                raise UserError(
+                    f"{manifest}: item_id '{item_id}' is listed twice ({first_uri[item_id]} and {uri}); "
+                    "item ids must be unique"
+                )
+            first_uri[item_id] = uri
             rows.append(
                 ManifestRow(
-                    item_id=str(record.pop("item_id")),
+                    item_id=item_id,
                     uri=uri,
                     modality=modality,
                     event_timestamp=_utc(record.pop(TIMESTAMP_FIELD)),
@@ -212,6 +232,7 @@ class MediaSource(_JsonOptionsSource):
 
     def scan(self, repo_path: Optional[Path] = None, write: bool = True) -> list[ManifestRow]:
         """List the collection's items with content sha256; unreadable files keep an error."""
+        self.last_warnings = []
         rows = []
         for row in self._listed_items(repo_path):
             try:

@@ -270,3 +270,9 @@ def rollback(store: Any, view_name: str) -> SwitchResult:
     if not past or not past[-1]["from_version"]:
         raise VersionError(f"view '{view_name}' has no earlier served version to roll back to")
     return switch(store, view_name, past[-1]["from_version"], action="rollback")
+
+
+def pinned_model_version(repo_path: Path, view_name: str) -> Optional[str]:
+    """The model version pinned for ``view_name``, or None when it follows its current encoder."""
+    pinned = _pinned(Path(repo_path), view_name)
+    return pinned.model_version if pinned is not None else None

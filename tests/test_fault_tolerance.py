@@ -97,7 +97,7 @@ def _point_at(repo: Path, uri: str) -> None:
     (repo / "feature_store.yaml").write_text(
         f"project: {PROJECT}\nprovider: local\nregistry: data/registry.db\n"
         f"online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  uri: {uri}\n  write_batch_size: 1\n  write_timeout_s: 60\n"
-        "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nentity_key_serialization_version: 3\n"
+        "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nbatch_engine:\n  type: mm_feast.plugin.engine.MmLocalComputeEngine\nentity_key_serialization_version: 3\n"
     )
 
 

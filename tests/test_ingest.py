@@ -72,10 +72,14 @@ def test_unchanged_inputs_skip_the_model_and_a_changed_file_is_reencoded_alone(t
 
     (text_repo / "docs" / "b.txt").write_text("A green triangle.\n")
     changed = ensure_embeddings(blocks, text_repo, show_progress=False)
-    assert (changed.ingested, changed.unchanged, changed.encoder_calls) == (1, 1, 1)
+    assert (changed.ingested, changed.unchanged, changed.encoder_calls, changed.changed) == (1, 1, 1, 1)
+    segments = pd.read_parquet(blocks.resolved_path(text_repo))
+    new_sha = segments.loc[segments.item_id == "b", "sha256"].unique().tolist()
+    assert len(new_sha) == 1 and list(segments.loc[segments.item_id == "b", "text"]) == ["A green triangle."]
 
     ensure_embeddings(pooled, text_repo, show_progress=False)
     items = pd.read_parquet(pooled.resolved_path(text_repo))
-    # the old version of b is kept for point-in-time history, the new one added
-    assert sorted(items["item_id"]) == ["a", "b", "b"]
+    # the old content of b is gone offline too: what is stored matches what is on disk
+    assert sorted(items["item_id"]) == ["a", "b"]
+    assert items.loc[items.item_id == "b", "sha256"].tolist() == new_sha
     assert items.loc[items.item_id == "a", "n_segments"].item() == 2

@@ -88,7 +88,7 @@ def pushed_repo(tmp_path_factory) -> tuple[Path, FeatureStore, pd.DataFrame]:
     (repo / "feature_store.yaml").write_text(
         "project: quality_push\nprovider: local\nregistry: data/registry.db\n"
         "online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  path: data/online_store.db\n"
-        "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nentity_key_serialization_version: 3\n"
+        "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nbatch_engine:\n  type: mm_feast.plugin.engine.MmLocalComputeEngine\nentity_key_serialization_version: 3\n"
     )
     view = segment_embedding_view(VIEW, MediaSource(name="docs", root="docs"), "text", MINILM)
     store = FeatureStore(repo_path=str(repo))

@@ -30,7 +30,7 @@ def repo(tmp_path_factory) -> Path:
     (repo / "feature_store.yaml").write_text(
         "project: quality_validate\nprovider: local\nregistry: data/registry.db\n"
         "online_store:\n  type: mm_feast.online_store.MmMilvusOnlineStore\n  path: data/online_store.db\n"
-        "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nentity_key_serialization_version: 3\n"
+        "offline_store:\n  type: mm_feast.offline_store.MmFileOfflineStore\nbatch_engine:\n  type: mm_feast.plugin.engine.MmLocalComputeEngine\nentity_key_serialization_version: 3\n"
     )
     blocks = segment_embedding_view("doc_blocks", MediaSource(name="docs", root="docs"), "text", MINILM)
     pooled = item_embedding_view("doc_items", blocks)

@@ -392,6 +392,20 @@ class LineageDB:
                 ],
             )
 
+    def retire_unserved(self, view: str, served: set[tuple[str, str]], at: datetime) -> int:
+        """Mark the live records of ``view`` whose (entity key, lineage id) is not served any more
+        (its file changed or left the collection) as retired, so only served rows read as current."""
+        with self.engine.begin() as conn:
+            live = conn.execute(
+                select(records_table.c.record_key, records_table.c.entity_key, records_table.c.lineage_id).where(
+                    and_(records_table.c.project == self.project, records_table.c.view == view, records_table.c.deleted_at.is_(None))
+                )
+            ).all()
+            retired = [r.record_key for r in live if (r.entity_key, r.lineage_id) not in served]
+            for chunk in _chunks(retired):
+                conn.execute(update(records_table).where(records_table.c.record_key.in_(chunk)).values(deleted_at=at))
+        return len(retired)
+
     # -- reading --------------------------------------------------------------------------
 
     def _records(self, where: Any) -> list[LineageRecord]:

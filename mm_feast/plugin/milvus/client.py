@@ -21,6 +21,18 @@ from mm_feast.core.errors import OnlineStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
+
+class _DropIteratorClockNotice(logging.Filter):
+    """pymilvus warns on every query_iterator against Milvus Lite that it could not get the
+    server's MVCC timestamp and uses the client's; harmless for our full-collection reads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to get mvccTs" not in record.getMessage()
+
+
+for _name in ("pymilvus.client.iterator.query_iterator",):
+    logging.getLogger(_name).addFilter(_DropIteratorClockNotice())
+
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 _CONNECT_FAILED = 2  # pymilvus Status.CONNECT_FAILED
 _TRANSIENT_MESSAGES = ("fail connecting", "unavailable", "connect failed", "open local milvus failed", "server not ready")

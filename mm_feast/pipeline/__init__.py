@@ -1,0 +1,1 @@
+"""The ingest pipeline: one run per `feast materialize`, over the stages that turn files into rows."""

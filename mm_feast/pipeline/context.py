@@ -1,0 +1,84 @@
+"""One run's shared state: each media source is scanned once, each source ingested once, and
+every repeated read is served from memory, so pooled and fused views reuse their parents' rows
+from the same run instead of re-reading them.
+
+A ``RunContext`` is made by the compute engine for one `feast materialize`; code that runs without
+one (the `mm-feast ingest` command, tests) gets a fresh context per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Hashable, Optional, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunContext:
+    """What one pipeline run has already done; ``counts`` say how often each step really ran."""
+
+    repo_path: Optional[Path]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    end_time: Optional[datetime] = None
+    show_progress: bool = True
+    batch_size: int = 32
+    counts: Counter = field(default_factory=Counter)
+    _memo: dict[Hashable, Any] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def once(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` the first time ``key`` is asked for in this run; the same value afterwards."""
+        with self._lock:
+            if key not in self._memo:
+                self.counts[key[0] if isinstance(key, tuple) else key] += 1
+                self._memo[key] = compute()
+            return self._memo[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._memo[key] = value
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        with self._lock:
+            return self._memo.get(key, default)
+
+    def values(self, kind: str) -> list[Any]:
+        """What ``once`` computed for keys ``(kind, ...)``, in the order it computed them."""
+        with self._lock:
+            return [v for k, v in self._memo.items() if isinstance(k, tuple) and k[0] == kind]
+
+    def count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[what] += n
+
+
+@dataclass
+class _Shared:
+    value: Any
+    uses_left: int
+
+
+def shared(context: Optional[RunContext], key: Hashable, uses: int, compute: Callable[[], T]) -> T:
+    """A value that ``uses`` consumers of this run each take once (decoded segments that two views
+    of one modality encode): computed on the first take and dropped after the last, so memory holds
+    only what is still owed to someone."""
+    if context is None or uses <= 1:
+        return compute()
+    with context._lock:
+        entry = context._memo.get(("shared", key))
+        if entry is None:
+            entry = _Shared(compute(), uses)
+            context._memo[("shared", key)] = entry
+        entry.uses_left -= 1
+        if entry.uses_left <= 0:
+            del context._memo[("shared", key)]
+        return entry.value
