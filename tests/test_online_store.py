@@ -631,3 +631,18 @@ def test_same_definitions_on_a_milvus_server(tmp_path: Path, milvus_server_uri: 
         assert described["consistency_level"] == 2  # Bounded, the collection default
     finally:
         fs.teardown()
+
+
+@against_stock("an older write overwrites a newer row already stored (universal test_write_to_online_store_event_check)")
+def test_an_older_write_never_replaces_a_newer_stored_row(tmp_path: Path, lite_db: Path, impl: str) -> None:
+    fs = make_store(tmp_path, impl, lite_db)
+    fs.apply([item_entity(), docs_view(tmp_path)])
+
+    def one(caption: str, event: datetime) -> None:
+        write(fs, "docs", {"item_id": [7], "emb": [planar(30, 8)], "caption": [caption], "event_timestamp": [event]}, ts=None)  # type: ignore[arg-type]
+
+    one("newer", NOW + timedelta(hours=2))
+    one("older", NOW + timedelta(hours=1))  # a separate, later write of an older event
+    assert fs.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 7}]).to_dict()["caption"] == ["newer"]
+    one("newest", NOW + timedelta(hours=3))
+    assert fs.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 7}]).to_dict()["caption"] == ["newest"]
