@@ -1,4 +1,10 @@
-"""`mm-feast`: commands beside Feast's own verbs (demo, ingest, search, lineage, quality)."""
+"""`mm-feast`: commands beside Feast's own verbs (demo, ingest, search, lineage, quality).
+
+A user error (any ``mm_feast.core.errors.MmFeastError``, or one of Feast's own errors) prints one
+line, ``mm-feast: error: <message>``, and exits with the error's code (2 for user errors, 3 when
+the online store is unavailable); ``--debug`` adds the traceback. Any other exception is a bug
+and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import argparse
 import json
 import logging
 import sys
+import traceback
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -14,7 +22,9 @@ from mm_feast.quality.cli import register_cli as register_quality_commands
 
 
 def _store(repo: str):
-    from mm_feast.lineage.db import open_store  # resolves a relative SQLite registry URL
+    # resolves a relative SQLite registry URL, creates data/ for SQLite and Milvus Lite, and
+    # says so in one line when --repo is not a Feast repo
+    from mm_feast.lineage.db import open_store
 
     return open_store(repo)
 
@@ -45,11 +55,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from mm_feast.query import Query
+
+    # A query file that is missing, unreadable or undecodable fails here, before the store opens.
+    query = Query.parse(args.query, kind=args.kind, text=args.text)
+    query.check()
+
     from mm_feast.report import print_hits
-    from mm_feast.search import CrossModalSearch, Query
+    from mm_feast.search import CrossModalSearch
 
     search = CrossModalSearch(_store(args.repo))
-    query = Query.parse(args.query, kind=args.kind)
     hits = search.search(query, views=args.views, top_k=args.k, features=args.features, modalities=args.modality)
     if args.json:
         json.dump([{"view": h.view, "entity_key": h.entity_key, "score": h.score, **h.fields, "features": h.features} for h in hits], sys.stdout, indent=1, default=str)
@@ -62,6 +77,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mm-feast", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too (with -v: debug logging)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate demo media, feast apply + materialize, search")
@@ -75,28 +91,85 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_ingest)
 
     search = sub.add_parser("search", help="cross-modal search with text or a media file")
-    search.add_argument("query", help="text, or a path to an image/audio/video file")
+    search.add_argument("query", help="text, or a path to an image/audio/video/text file (a path that names no file is an error)")
     search.add_argument("--repo", default="feature_repo")
-    search.add_argument("--kind", choices=["text", "image", "audio", "video"], help="force the query kind")
+    forced = search.add_mutually_exclusive_group()
+    forced.add_argument("--text", action="store_true", help="QUERY is text, even if it looks like a path")
+    forced.add_argument("--kind", choices=["text", "image", "audio", "video"], help="force the query kind")
     search.add_argument("--views", nargs="*", help="embedding views to search (default: all that fit)")
     search.add_argument("--modality", nargs="*", help="only views of these media modalities")
-    search.add_argument("-k", type=int, default=10, help="top-k")
+    search.add_argument("-k", type=_positive_int, default=10, help="top-k")
     search.add_argument("--features", nargs="*", help="Feast features to join, e.g. video_embeddings:caption")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
     register_lineage_commands(sub)  # lineage, impacted, versions
     register_quality_commands(sub)  # validate, quarantine list|show|release
+    _add_to_subcommands(parser, "--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_to_subcommands(parser: argparse.ArgumentParser, *flags: str, **kwargs: object) -> None:
+    """Accept a global flag after any (nested) sub-command too: `mm-feast search X --debug`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in dict.fromkeys(action.choices.values()):
+                subparser.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+                _add_to_subcommands(subparser, *flags, **kwargs)
+
+
+def user_error_exit_code(exc: BaseException) -> Optional[int]:
+    """The exit code of an error the user can act on; None for an unexpected one (a bug).
+
+    Looked up in the modules already loaded: an error of the tree was raised only if its module
+    is, and importing the tree (it imports Feast) would cost seconds on every error.
+    """
+    errors = sys.modules.get("mm_feast.core.errors")
+    if errors is not None:
+        code = errors.user_error_exit_code(exc)
+        if code is not None:
+            return code
+    feast_errors = sys.modules.get("feast.errors")
+    if feast_errors is not None and isinstance(exc, feast_errors.FeastError):
+        return 2
+    media = sys.modules.get("mm_feast.media.base")
+    if media is not None and isinstance(exc, media.MediaError):  # names the file and the reason
+        return 2
+    return None
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split()) or "(no message)"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = bool(args.debug)
+    # Feast's own Milvus config class warns on import, on every command; it is not the user's to fix.
+    warnings.filterwarnings("ignore", message='Field name "vector_enabled"', category=UserWarning)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        logging.getLogger("mm-feast").error("%s", exc)
-        return 2
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write("mm-feast: interrupted\n")
+        return 130
+    except Exception as exc:
+        code = user_error_exit_code(exc)
+        if code is None:
+            raise  # not an error mm-feast raises on purpose: a bug, keep its traceback
+        sys.stdout.flush()
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"mm-feast: error: {_one_line(exc)}\n")
+        return code
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
-"""The ingest pipeline: scan → segment → encode → append to the offline parquet, incrementally.
+"""Ingest of one embedding source: scan → (the stage list) → pool/fuse → write offline → lineage.
 
-Called by the offline store before Feast reads an EmbeddingSource, so ``feast materialize`` and
-``get_historical_features`` see up-to-date embeddings; unchanged inputs (same sha256 and same
-model version) are never re-encoded. Every run ends with a summary in which
+Run by the compute engine once per `feast materialize` (``mm_feast.plugin.engine``), or by
+`mm-feast ingest`. Unchanged inputs (same sha256 and model version) are never re-encoded; rows of
+files that changed or left the collection are dropped. Every run ends with a summary in which
 ``seen == ingested + unchanged + quarantined``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -22,11 +21,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mm_feast.encoders import Encoder, get_encoder
+from mm_feast.encoders import get_encoder
 from mm_feast.lineage.recorder import erased_sha256s, record_ingest
-from mm_feast.media import SegmentationConfig, segment_file
-from mm_feast.media.base import MediaError, Segment
-from mm_feast.pipeline.context import RunContext, shared
+from mm_feast.core.ids import lineage_id, segment_id  # noqa: F401  (re-exported: old import path)
+from mm_feast.core.schema import ABSENT_FLOAT, ABSENT_INT  # noqa: F401  (re-exported: old import path)
+from mm_feast.pipeline.context import RunContext
+from mm_feast.pipeline.runner import LocalRunner
+from mm_feast.pipeline.segments import segment_group, segmentation_for  # noqa: F401  (re-exported)
+from mm_feast.pipeline.stage import SourceRun, Work
+from mm_feast.pipeline.stage_list import segment_stages
 from mm_feast.quality.gate import IngestGate
 from mm_feast.sources import (
     CREATED_FIELD,
@@ -40,8 +43,6 @@ from mm_feast.sources import (
 
 logger = logging.getLogger(__name__)
 
-ABSENT_FLOAT = -1.0  # Milvus scalar fields are not nullable on 2.3: absent positions are -1
-ABSENT_INT = -1
 
 
 @dataclass
@@ -93,15 +94,6 @@ class RunSummary:
         )
 
 
-def lineage_id(sha256: str, position: str, model_version: str) -> str:
-    """Stable id of one embedding: same bytes, same position, same model → same id."""
-    return hashlib.sha256(f"{sha256}|{position}|{model_version}".encode()).hexdigest()[:20]
-
-
-def segment_id(item_id: str, position: str) -> str:
-    return f"{item_id}#{position}"
-
-
 def _read_parquet(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
@@ -115,33 +107,6 @@ def _append_parquet(path: Path, existing: pd.DataFrame, new_rows: pd.DataFrame) 
     tmp = path.with_suffix(".tmp.parquet")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
-
-
-def _segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Encoder, run_id: str, now: datetime) -> dict[str, Any]:
-    loc = seg.locator
-    position = loc.position()
-    text = seg.data if isinstance(seg.data, str) else ""
-    return {
-        "segment_id": segment_id(row.item_id, position),
-        "item_id": row.item_id,
-        "uri": row.uri,
-        "sha256": row.sha256,
-        "modality": row.modality,
-        "position": position,
-        "start_s": ABSENT_FLOAT if loc.start_s is None else float(loc.start_s),
-        "end_s": ABSENT_FLOAT if loc.end_s is None else float(loc.end_s),
-        "char_start": ABSENT_INT if loc.char_start is None else int(loc.char_start),
-        "char_end": ABSENT_INT if loc.char_end is None else int(loc.char_end),
-        "text": text,
-        "caption": str(row.attributes.get("caption", "") or ""),
-        "model_id": encoder.model_id,
-        "model_version": encoder.version,
-        "lineage_id": lineage_id(row.sha256, position, encoder.version),
-        "run_id": run_id,
-        "embedding": vector.astype(np.float32).tolist(),
-        TIMESTAMP_FIELD: row.event_timestamp,
-        CREATED_FIELD: now,
-    }
 
 
 def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, **details: str) -> None:
@@ -162,106 +127,6 @@ def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, 
             **{"locator": row.uri, **details},
         )
     )
-
-
-def segmentation_for(source: EmbeddingSource, encoder: Any) -> SegmentationConfig:
-    """The source's segmentation, decoding audio at the model's rate whatever the file's rate is."""
-    config = source.segmentation
-    sample_rate = getattr(encoder, "sample_rate", None)
-    if sample_rate and config.audio_windowing.sample_rate != sample_rate:
-        config = replace(config, audio_windowing=replace(config.audio_windowing, sample_rate=sample_rate))
-    return config
-
-
-def segment_group(source: EmbeddingSource, encoder: Any) -> tuple[str, str, str]:
-    """Views whose items decode to the same segments: (media source, modality, segmentation)."""
-    return (source.media.name, source.modality, json.dumps(asdict(segmentation_for(source, encoder)), sort_keys=True))
-
-
-def _segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Encoder, context: Optional[RunContext] = None) -> list[Segment]:
-    config = segmentation_for(source, encoder)
-    group = segment_group(source, encoder)
-    uses = context.get(("segment_consumers", group), 1) if context is not None else 1
-    return shared(
-        context,
-        (group, row.uri, row.sha256),
-        uses,
-        lambda: segment_file(row.uri, modality=row.modality, config=config, sha256=row.sha256),
-    )
-
-
-def _encode_segments(encoder: Encoder, modality: str, segments: list[Segment], batch_size: int) -> np.ndarray:
-    return encoder.encode(modality, [s.data for s in segments], batch_size=batch_size)
-
-
-def _encode_items(
-    source: EmbeddingSource,
-    encoder: Encoder,
-    todo: list[ManifestRow],
-    summary: RunSummary,
-    batch_size: int,
-    show_progress: bool,
-    context: Optional[RunContext] = None,
-) -> list[dict[str, Any]]:
-    """Segment and encode each item; a bad item is quarantined and the batch goes on."""
-    now = datetime.now(timezone.utc)
-    out: list[dict[str, Any]] = []
-    pending: list[tuple[ManifestRow, list[Segment]]] = []
-
-    def flush() -> None:
-        segments = [s for _, segs in pending for s in segs]
-        if not segments:
-            progress.update(len(pending))
-            pending.clear()
-            return
-        try:
-            vectors = _encode_segments(encoder, source.modality, segments, batch_size)
-        except Exception as exc:  # one bad batch must not stop the run: retry item by item
-            logger.warning("batch encode failed (%s); retrying item by item", exc)
-            vectors = None
-        offset = 0
-        for row, segs in pending:
-            if vectors is not None:
-                item_vectors = vectors[offset : offset + len(segs)]
-                offset += len(segs)
-            else:
-                try:
-                    item_vectors = _encode_segments(encoder, source.modality, segs, batch_size)
-                except Exception as exc:
-                    _quarantine(summary, row, "encode", f"model failed: {exc}")
-                    continue
-            out.extend(_segment_row(row, s, v, encoder, summary.run_id, now) for s, v in zip(segs, item_vectors))
-            summary.ingested += 1
-            summary.segments += len(segs)
-        progress.update(len(pending))  # an item counts as done once it is encoded
-        pending.clear()
-
-    # the bar advances when items are encoded or quarantined, not merely decoded
-    progress = tqdm(total=len(todo), desc=f"embed {source.name}", unit="item", disable=not show_progress)
-    buffered = 0
-    for row in todo:
-        if row.error:
-            _quarantine(summary, row, "read", row.error)
-            progress.update(1)
-            continue
-        try:
-            segments = _segments_for(row, source, encoder, context)
-        except MediaError as exc:
-            _quarantine(summary, row, "decode", exc.reason)
-            progress.update(1)
-            continue
-        except Exception as exc:  # a decoder crash on one file is still that file's problem
-            _quarantine(summary, row, "decode", f"{type(exc).__name__}: {exc}")
-            progress.update(1)
-            continue
-        pending.append((row, segments))
-        buffered += len(segments)
-        if buffered >= batch_size:
-            flush()
-            buffered = 0
-    flush()
-    progress.close()
-    return out
 
 
 def _pool_items(segment_rows: pd.DataFrame, known: set[tuple[str, str, str]], run_id: str) -> list[dict[str, Any]]:
@@ -425,21 +290,20 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
             summary.quarantined += 1
         else:
             todo.append(row)
-    # quality gate on media: one validation of probed metadata, before any decoding
-    todo, refused = gate.check_media(todo)
-    for row, failure in refused:
-        _quarantine(summary, row, failure.stage, failure.reason, **failure.details())
-    new_rows = _encode_items(source, encoder, todo, summary, context.batch_size, context.show_progress, context)
-    # quality gate on embeddings: one validation of per-row vector statistics, before the write
-    new_rows, withheld = gate.check_embeddings(new_rows)
-    for row in (r for r in todo if r.item_id in withheld):
-        failure = withheld[row.item_id]
-        summary.ingested -= 1  # counted by _encode_items; now quarantined instead
-        summary.segments -= failure.rows
-        _quarantine(summary, row, failure.stage, failure.reason, **failure.details())
+    # the stage list: media gate -> segment -> encode -> embedding gate (mm_feast.pipeline.stage_list)
+    progress = tqdm(total=len(todo), desc=f"embed {source.name}", unit="item", disable=not context.show_progress)
+    run = SourceRun(source, encoder, gate, context, datetime.now(timezone.utc), progress)
+    done_works, refused = LocalRunner(chunk_items=context.batch_size).run(segment_stages(), [Work(r) for r in todo], run)
+    progress.close()
+    for q in refused:
+        _quarantine(summary, q.work.row, q.stage, q.reason, **q.details)
+    new_rows = [r for w in done_works for r in w.rows]
+    summary.ingested += len(done_works)
+    summary.segments += len(new_rows)
     frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))
     context.put(("rows", source.name), frame)
     summary.validation = gate.finish()
+    summary.warnings += gate.warning_lines()
     record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
     summary.encoder_calls = encoder.calls - calls_before
     summary.seconds = time.perf_counter() - started

@@ -155,10 +155,12 @@ def find(repo_path: Path, qid: str) -> Entry:
     """The entry whose id starts with ``qid`` (a unique prefix is enough); open ones first."""
     found = entries(repo_path, include_closed=True)
     ids = {e.qid for e in found if e.qid.startswith(qid)}
+    from mm_feast.core.errors import InvalidArgument, NotFound  # imports Feast: only on the error path
+
     if not ids:
-        raise KeyError(f"no quarantine entry {qid!r} in {_dir(repo_path)}")
+        raise NotFound(f"no quarantine entry {qid!r} in {_dir(repo_path)}")
     if len(ids) > 1:
-        raise ValueError(f"quarantine id {qid!r} is ambiguous: {sorted(ids)}")
+        raise InvalidArgument(f"quarantine id {qid!r} is ambiguous: {sorted(ids)}")
     matches = [e for e in found if e.qid in ids]
     return next((e for e in matches if e.status == "open"), matches[0])
 
@@ -218,7 +220,9 @@ def release(repo_path: Path, qids: Sequence[str], admit: bool = False, note: str
     for qid in qids:
         entry = find(repo_path, qid)
         if entry.status != "open":
-            raise ValueError(f"quarantine entry {entry.qid} ({entry.uri or entry.item_id}) is already {entry.status}")
+            from mm_feast.core.errors import InvalidArgument
+
+            raise InvalidArgument(f"quarantine entry {entry.qid} ({entry.uri or entry.item_id}) is already {entry.status}")
         record = {
             "qid": entry.qid, "source": entry.source, "item_id": entry.item_id, "sha256": entry.sha256,
             "mode": "admit" if admit else "retry", "expectations": entry.expectations, "note": note,
@@ -240,13 +244,15 @@ def release(repo_path: Path, qids: Sequence[str], admit: bool = False, note: str
 def _rewrite_pushed(repo_path: Path, entry: Entry, admit: bool, store: Any) -> str:
     from mm_feast.quality.push import QID_COLUMN, gated_write_to_online_store
 
+    from mm_feast.core.errors import InvalidArgument, NotFound
+
     if store is None:
-        raise ValueError(f"releasing pushed row {entry.qid} writes it to the online store: pass a FeatureStore")
+        raise InvalidArgument(f"releasing pushed row {entry.qid} writes it to the online store: pass a FeatureStore")
     path = push_payload_path(repo_path, entry.source)
     payload = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=[QID_COLUMN])
     rows = payload[payload[QID_COLUMN] == entry.qid].drop(columns=[QID_COLUMN]).tail(1)
     if rows.empty:
-        raise KeyError(f"pushed row {entry.qid} has no stored payload in {path}")
+        raise NotFound(f"pushed row {entry.qid} has no stored payload in {path}")
     result = gated_write_to_online_store(
         store, entry.source, rows, repo_path=repo_path, admit={entry.qid: set(entry.expectations)} if admit else None
     )
@@ -303,12 +309,14 @@ def cmd_release(args: argparse.Namespace) -> int:
     if args.all_open:
         qids += [e.qid for e in entries(repo, args.source)]
     if not qids:
-        raise ValueError("name quarantine ids to release, or use --all-open (with --source to narrow it)")
+        from mm_feast.core.errors import InvalidArgument
+
+        raise InvalidArgument("name quarantine ids to release, or use --all-open (with --source to narrow it)")
     store = None
     if any(find(repo, q).stage == "push_gate" for q in qids):
-        from feast import FeatureStore
+        from mm_feast.lineage.db import open_store
 
-        store = FeatureStore(repo_path=str(repo))
+        store = open_store(repo)
     for outcome in release(repo, qids, admit=args.admit, note=args.note or "", store=store):
         sys.stdout.write(f"{outcome['qid']}  {outcome['mode']:<6} {outcome['source']}/{outcome['item_id']}: {outcome['next']}\n")
     return 0

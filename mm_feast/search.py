@@ -15,39 +15,25 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from feast import FeatureStore, FeatureView
 
+from mm_feast.core.errors import InvalidArgument, NotFound, QueryFileError, RepoConfigError
 from mm_feast.encoders import Encoder
-from mm_feast.media import detect_modality, load_image
+from mm_feast.media import load_image
 from mm_feast.media.audio import AudioWindowing, segment_audio
 from mm_feast.media.base import MediaError, sha256_file
 from mm_feast.media.video import FrameSampling, segment_video
+from mm_feast.query import Query
 from mm_feast.sources import EmbeddingSource
 from mm_feast.versions import query_encoder
 from mm_feast.views import VECTOR_FIELD
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["CrossModalSearch", "Hit", "Query", "encode_query"]
+
 HIT_FIELDS = (
     "item_id", "uri", "sha256", "modality", "position", "start_s", "end_s", "char_start",
     "char_end", "text", "caption", "model_id", "model_version", "lineage_id",
 )
-
-
-@dataclass(frozen=True)
-class Query:
-    """What to search with: ``kind`` is text, image, audio or video; ``value`` text or a path."""
-
-    kind: str
-    value: str
-
-    @staticmethod
-    def parse(value: str | Path, kind: Optional[str] = None) -> "Query":
-        """A path to an existing media file is a file query; anything else is text."""
-        if kind:
-            return Query(kind, str(value))
-        path = Path(str(value)).expanduser()
-        if len(str(value)) < 4096 and path.is_file():
-            return Query(detect_modality(path), str(path))
-        return Query("text", str(value))
 
 
 @dataclass
@@ -80,21 +66,31 @@ class Hit:
 
 
 def encode_query(encoder: Encoder, query: Query) -> np.ndarray:
-    """One normalised vector for the query in ``encoder``'s space (files are pooled over segments)."""
+    """One normalised vector for the query in ``encoder``'s space (files are pooled over segments).
+
+    A query file that cannot be decoded raises ``QueryFileError`` naming it and the reason.
+    """
     if query.kind == "text":
-        return encoder.encode("text", [query.value])[0]
+        return encoder.encode("text", [query.text()])[0]
     path = Path(query.value)
-    if query.kind == "image":
-        rows = encoder.encode("image", [load_image(path)])
-    elif query.kind == "video":
-        frames = segment_video(path, sha256_file(path), FrameSampling("every_n_seconds", 1.0))
-        rows = encoder.encode("video", [s.data for s in frames])
-    elif query.kind == "audio":
-        rate = int(getattr(encoder, "sample_rate", 16000))
-        windows = segment_audio(path, sha256_file(path), AudioWindowing(1.0, 1.0, rate))
-        rows = encoder.encode("audio", [s.data for s in windows])
-    else:
-        raise MediaError(path, f"cannot search with a {query.kind} query")
+    try:
+        if query.kind == "image":
+            rows = encoder.encode("image", [load_image(path)])
+        elif query.kind == "video":
+            frames = segment_video(path, sha256_file(path), FrameSampling("every_n_seconds", 1.0))
+            rows = encoder.encode("video", [s.data for s in frames])
+        elif query.kind == "audio":
+            rate = int(getattr(encoder, "sample_rate", 16000))
+            windows = segment_audio(path, sha256_file(path), AudioWindowing(1.0, 1.0, rate))
+            rows = encoder.encode("audio", [s.data for s in windows])
+        else:
+            raise MediaError(path, f"cannot search with a {query.kind} query")
+    except MediaError as exc:
+        raise QueryFileError(exc.path, exc.reason) from exc
+    except OSError as exc:
+        raise QueryFileError(str(path), f"cannot read it: {exc.strerror or exc}") from exc
+    if len(rows) == 0:
+        raise QueryFileError(str(path), f"no {query.kind} segment to encode")
     pooled = rows.mean(axis=0)
     return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
@@ -121,13 +117,13 @@ class CrossModalSearch:
         by_name = {v.name: v for v in views}
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise KeyError(f"not embedding views in this repo: {missing}; known: {sorted(by_name)}")
+            raise NotFound(f"not embedding views in this repo: {missing}; known: {sorted(by_name)}")
         return [by_name[n] for n in names]
 
     def _online_store(self) -> Any:
         store = self.store._get_provider().online_store
         if not hasattr(store, "search_vectors"):
-            raise TypeError(
+            raise RepoConfigError(
                 f"online store {type(store).__name__} has no search_vectors: set online_store.type"
                 " to mm_feast.online_store.MmMilvusOnlineStore in feature_store.yaml"
             )
@@ -165,7 +161,7 @@ class CrossModalSearch:
             encoder = query_encoder(self.store, view, model_version)
             if not encoder.supports(query.kind):
                 if views:
-                    raise ValueError(f"view '{view.name}' ({encoder.model_id}) cannot take a {query.kind} query")
+                    raise InvalidArgument(f"view '{view.name}' ({encoder.model_id}) cannot take a {query.kind} query")
                 continue
             vector = self.query_vector(encoder, query)
             join_key = view.entity_columns[0].name
@@ -185,7 +181,11 @@ class CrossModalSearch:
                 fields[join_key] = row[join_key]
                 hits.append(Hit(view.name, str(row[join_key]), _score(row["distance"], view), fields, encoder.space))
         if not searched:
-            raise ValueError(f"no embedding view in this repo takes a {query.kind} query")
+            if not self.embedding_views():
+                raise InvalidArgument(
+                    f"the repo {self.store.repo_path} has no embedding views: run `feast apply` in it first"
+                )
+            raise InvalidArgument(f"no embedding view in this repo takes a {query.kind} query")
         if len({h.space for h in hits}) > 1:
             logger.info(
                 "hits span several model spaces (%s); their scores are not calibrated against"

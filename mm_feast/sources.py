@@ -22,7 +22,7 @@ from feast.data_format import ParquetFormat
 from feast.infra.offline_stores.file_source import FileSource
 from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
 
-from mm_feast.core.errors import UserError
+from mm_feast.core.errors import MediaSourceNotFound, UserError
 from mm_feast.media import SegmentationConfig, detect_modality
 from mm_feast.media.audio import AudioWindowing
 from mm_feast.media.base import MediaError, sha256_file
@@ -177,7 +177,7 @@ class MediaSource(_JsonOptionsSource):
             return self._manifest_items(repo_path)
         root = _resolve(repo_path, self.root or ".")
         if not root.is_dir():
-            raise FileNotFoundError(f"MediaSource '{self.name}': root directory {root} not found")
+            raise MediaSourceNotFound(f"MediaSource '{self.name}': root directory {root} not found")
         paths = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.suffix not in {".csv", ".parquet"}]
         stems = Counter(p.relative_to(root).with_suffix("").as_posix() for p in paths)
         rows = []
@@ -200,6 +200,8 @@ class MediaSource(_JsonOptionsSource):
 
     def _manifest_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
         manifest = _resolve(repo_path, self.manifest or "")
+        if not manifest.is_file():
+            raise MediaSourceNotFound(f"MediaSource '{self.name}': manifest {manifest} not found")
         if manifest.suffix == ".parquet":
             records = pd.read_parquet(manifest).to_dict("records")
         else:

@@ -22,13 +22,16 @@ from typing import Any, Optional
 import pandas as pd
 from sqlalchemy import and_, delete, select
 
+from mm_feast.core.errors import InvalidArgument
 from mm_feast.lineage.db import LineageDB, database_exists, lineage_target, served_table, switches_table
 
 logger = logging.getLogger(__name__)
 
 
-class VersionError(ValueError):
-    """A model-version request that cannot be honoured; the message says why and what to run."""
+class VersionError(InvalidArgument):
+    """A model-version request that cannot be honoured; the message says why and what to run.
+
+    A user error (``mm-feast`` prints it on one line, exit 2) and still a ``ValueError``."""
 
 
 class CrossVersionQueryError(VersionError):
@@ -197,9 +200,9 @@ def keep_served_rows(config: Any, table: Any, data: list) -> list:
 
 def switch(store: Any, view_name: str, model_version: str, action: str = "switch") -> SwitchResult:
     """Serve ``model_version``: pin it, rewrite the online rows from the offline store, record it."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    import pyarrow as pa
 
+    from mm_feast.plugin.compat import entity_key_hex, online_rows
     from mm_feast.sources import CREATED_FIELD
 
     view = _embedding_view(store, view_name)
@@ -226,12 +229,12 @@ def switch(store: Any, view_name: str, model_version: str, action: str = "switch
         )
     _PIN_CACHE.clear()
     columns = [join_key, *[f.name for f in view.features if f.name != join_key], view.batch_source.timestamp_field, CREATED_FIELD]
-    store.write_to_online_store(view_name, rows[[c for c in dict.fromkeys(columns) if c in rows.columns]].reset_index(drop=True))
-    deleted = 0
-    if stale_keys:
-        online_store = store._get_provider().online_store
-        protos = [EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=str(k))]) for k in stale_keys]
-        deleted = int(online_store.delete_entity_keys(store.config, view, protos))
+    table = pa.Table.from_pandas(rows[[c for c in dict.fromkeys(columns) if c in rows.columns]].reset_index(drop=True), preserve_index=False)
+    version = store.config.entity_key_serialization_version
+    stale_pks = [entity_key_hex(join_key, str(k), version) for k in stale_keys]
+    # replace, not a newer-wins write: the version switched to may hold older rows than the served one
+    store._get_provider().online_store.write_current(store.config, view, online_rows(table, view), delete_pks=stale_pks)
+    deleted = len(stale_pks)
     with db.engine.begin() as conn:
         conn.execute(
             switches_table.insert(),

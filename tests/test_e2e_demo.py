@@ -165,9 +165,8 @@ def test_historical_features_are_point_in_time_and_not_recomputed(demo: Demo):
     before = {r["source"]: r for r in latest_runs(demo.repo)}
     result = demo.store.get_historical_features(entity_df=entity_df, features=["image_embeddings:embedding"]).to_df()
     after = {r["source"]: r for r in latest_runs(demo.repo)}
-    run = after["image_embeddings_source"]
-    assert run["run_id"] != before["image_embeddings_source"]["run_id"]
-    assert run["encoder_calls"] == 0 and run["unchanged"] == run["seen"] - run["quarantined"]
+    # get_historical_features only reads: no ingest run, no scan, no model call, no write
+    assert after == before
     by_key = result.set_index(["segment_id", "event_timestamp"])
     for i in range(3):
         later = by_key.loc[(entity_df.segment_id[i], entity_df.event_timestamp[i]), "embedding"]

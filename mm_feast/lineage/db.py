@@ -241,18 +241,71 @@ def open_store(repo_path: str | Path) -> Any:
     Feast hands the registry URL to SQLAlchemy unchanged, so ``sqlite:///data/registry.sqlite``
     means "relative to the working directory": right for the feast CLI (it runs in the repo),
     wrong for serving code started elsewhere. Use this instead of ``FeatureStore(repo_path=...)``.
+
+    Neither SQLite nor Milvus Lite creates directories: the directory of each local file the
+    config names (registry, Milvus Lite / SQLite online store) is created when it lies inside the
+    repo (``data/``). A repo without ``feature_store.yaml``, an invalid one, or a file outside the
+    repo in a directory that does not exist raises ``RepoConfigError`` (one line, exit 2).
     """
     from feast import FeatureStore
-    from feast.repo_config import load_repo_config
+    from feast.repo_config import FeastConfigError, load_repo_config
+
+    from mm_feast.core.errors import RepoConfigError, one_line
 
     repo = Path(repo_path).resolve()
-    config = load_repo_config(repo, repo / FEATURE_STORE_YAML)
+    yaml_path = repo / FEATURE_STORE_YAML
+    if not yaml_path.is_file():
+        if not repo.is_dir():
+            raise RepoConfigError(f"no such repo directory {repo} (--repo names a Feast repo: a directory with {FEATURE_STORE_YAML})")
+        raise RepoConfigError(f"{repo} is not a Feast repo: it has no {FEATURE_STORE_YAML}")
+    try:
+        config = load_repo_config(repo, yaml_path)
+    except FeastConfigError as exc:
+        raise RepoConfigError(f"{yaml_path} is not a valid Feast config: {one_line(exc, limit=600)}") from exc
+    except (yaml.YAMLError, TypeError) as exc:
+        raise RepoConfigError(f"{yaml_path} is not a YAML mapping of Feast settings: {one_line(exc, limit=300)}") from exc
     registry = config.registry
     if getattr(registry, "registry_type", "") == "sql":
         registry.path = resolve_sqlite_url(registry.path, repo)
         if getattr(registry, "read_path", None):
             registry.read_path = resolve_sqlite_url(registry.read_path, repo)
+    for key, path in _local_store_files(config, repo):
+        _ensure_parent(key, path, repo, yaml_path)
     return FeatureStore(repo_path=str(repo), config=config)
+
+
+def _local_store_files(config: Any, repo: Path) -> list[tuple[str, Path]]:
+    """(yaml key, absolute path) of each local file the stores will open: registry, online store."""
+    files: list[tuple[str, Path]] = []
+    registry = config.registry
+    registry_path = str(getattr(registry, "path", "") or "")
+    if getattr(registry, "registry_type", "file") == "sql":
+        parsed = make_url(registry_path) if registry_path else None
+        database = parsed.database if parsed is not None and parsed.drivername.startswith("sqlite") else None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            files.append(("registry.path", Path(database)))
+    elif registry_path and "://" not in registry_path:
+        files.append(("registry.path", Path(registry_path)))
+    online = getattr(config, "online_store", None)
+    online_path = getattr(online, "path", None)
+    if isinstance(online_path, str) and online_path and not getattr(online, "uri", None) and "://" not in online_path:
+        files.append(("online_store.path", Path(online_path)))
+    return [(key, path if path.is_absolute() else repo / path) for key, path in files]
+
+
+def _ensure_parent(key: str, path: Path, repo: Path, yaml_path: Path) -> None:
+    from mm_feast.core.errors import RepoConfigError
+
+    parent = path.parent.resolve()
+    if parent.is_dir():
+        return
+    if not parent.is_relative_to(repo):
+        raise RepoConfigError(f"{yaml_path}: {key} {path} lies in {parent}, which does not exist: create it first")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RepoConfigError(f"{yaml_path}: {key} {path}: cannot create the directory {parent}: {exc.strerror or exc}") from exc
+    logger.info("created %s for %s (%s)", parent, key, path.name)
 
 
 # --- engine --------------------------------------------------------------------------------
@@ -394,7 +447,8 @@ class LineageDB:
 
     def retire_unserved(self, view: str, served: set[tuple[str, str]], at: datetime) -> int:
         """Mark the live records of ``view`` whose (entity key, lineage id) is not served any more
-        (its file changed or left the collection) as retired, so only served rows read as current."""
+        (its file changed or left the collection) as retired, so only served rows read as current.
+        A retired record has ``deleted_at`` but no ``erasure_id``; an erased one has both."""
         with self.engine.begin() as conn:
             live = conn.execute(
                 select(records_table.c.record_key, records_table.c.entity_key, records_table.c.lineage_id).where(

@@ -74,8 +74,10 @@ def format_tree(node: LineageNode, out: TextIO, indent: str = "", current: Optio
     """Print a tree: the embedding, its encoder, then each parent down to raw file positions."""
     r = node.record
     state = ""
-    if r.deleted_at is not None:
+    if r.deleted_at is not None and r.erasure_id:
         state = f"  [ERASED {r.deleted_at:%Y-%m-%d %H:%M:%S} by {r.erasure_id}]"
+    elif r.deleted_at is not None:  # retired: its file changed or left the collection
+        state = "  [superseded]"
     elif current is not None:
         state = "  [current]" if current else "  [superseded]"
     out.write(f"{indent}{r.kind} {r.entity_key}  view={r.view}  lineage_id={r.lineage_id}{state}\n")
@@ -339,7 +341,9 @@ def erase(store: Any, impact: Impact, reason: str) -> ErasureRecord:
     for source, records in by_source.items():
         view = views.get(source)
         if view is None:
-            raise ValueError(f"no feature view reads source '{source}' in this repo: cannot erase its rows")
+            from mm_feast.core.errors import InvalidArgument
+
+            raise InvalidArgument(f"no feature view reads source '{source}' in this repo: cannot erase its rows")
         offline_rows += _delete_offline(view, repo_path, records)
         online_rows += _delete_online(store, view, records)
     erasure = ErasureRecord(

@@ -34,14 +34,26 @@ class RunContext:
     counts: Counter = field(default_factory=Counter)
     _memo: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _key_locks: dict[Hashable, threading.RLock] = field(default_factory=dict)
 
     def once(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """``compute()`` the first time ``key`` is asked for in this run; the same value afterwards."""
-        with self._lock:
-            if key not in self._memo:
+        """``compute()`` the first time ``key`` is asked for in this run; the same value afterwards.
+
+        Computing holds only that key's lock, never the context's: a stage's worker thread must be
+        able to read the context while the main thread computes (a nested ``once`` included)."""
+        with self._key_lock(key):
+            with self._lock:
+                if key in self._memo:
+                    return self._memo[key]
+            value = compute()
+            with self._lock:
                 self.counts[key[0] if isinstance(key, tuple) else key] += 1
-                self._memo[key] = compute()
-            return self._memo[key]
+                self._memo[key] = value
+            return value
+
+    def _key_lock(self, key: Hashable) -> threading.RLock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.RLock())
 
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
@@ -73,12 +85,17 @@ def shared(context: Optional[RunContext], key: Hashable, uses: int, compute: Cal
     only what is still owed to someone."""
     if context is None or uses <= 1:
         return compute()
-    with context._lock:
-        entry = context._memo.get(("shared", key))
+    memo_key = ("shared", key)
+    with context._key_lock(memo_key):
+        with context._lock:
+            entry = context._memo.get(memo_key)
         if entry is None:
-            entry = _Shared(compute(), uses)
-            context._memo[("shared", key)] = entry
-        entry.uses_left -= 1
-        if entry.uses_left <= 0:
-            del context._memo[("shared", key)]
+            entry = _Shared(compute(), uses)  # decoded outside the context's lock
+        with context._lock:
+            entry.uses_left -= 1
+            if entry.uses_left <= 0:
+                context._memo.pop(memo_key, None)
+                context._key_locks.pop(memo_key, None)
+            else:
+                context._memo[memo_key] = entry
         return entry.value

@@ -26,7 +26,9 @@ def _view_sources(store: Any, names: Optional[list[str]]) -> list[tuple[Any, Any
     if names:
         unknown = set(names) - {v.name for v, _ in pairs}
         if unknown:
-            raise ValueError(f"not embedding views of this repo: {sorted(unknown)}; known: {sorted(v.name for v, _ in pairs)}")
+            from mm_feast.core.errors import NotFound
+
+            raise NotFound(f"not embedding views of this repo: {sorted(unknown)}; known: {sorted(v.name for v, _ in pairs)}")
         pairs = [(v, s) for v, s in pairs if v.name in names]
     return sorted(pairs, key=lambda p: p[0].name)
 
@@ -82,13 +84,12 @@ def validate_repo(repo: Path, views: Optional[list[str]] = None, stages: tuple[s
                   docs: bool = True, out: Optional[TextIO] = None) -> bool:
     """Run the suites of every (or the named) embedding view; True when nothing blocking failed."""
     out = out or sys.stdout
-    from feast import FeatureStore
-
+    from mm_feast.lineage.db import open_store
     from mm_feast.quality.ge import docs_index
     from mm_feast.quality.gate import suite_for
     from mm_feast.quality.reports import run_report, write_report
 
-    store = FeatureStore(repo_path=str(repo))
+    store = open_store(repo)
     run_name = "validate-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     ok = True
     for view, source in _view_sources(store, views):
@@ -118,11 +119,10 @@ def validate_repo(repo: Path, views: Optional[list[str]] = None, stages: tuple[s
 def cmd_validate(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     if args.show_suite:
-        from feast import FeatureStore
-
+        from mm_feast.lineage.db import open_store
         from mm_feast.quality.gate import suite_for
 
-        for view, source in _view_sources(FeatureStore(repo_path=str(repo)), [args.show_suite]):
+        for view, source in _view_sources(open_store(repo), [args.show_suite]):
             sys.stdout.write(suite_for(source, repo).to_yaml())
         return 0
     stages = tuple(args.stage) if args.stage else STAGES

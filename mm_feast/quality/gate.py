@@ -129,6 +129,7 @@ class IngestGate:
         self._reference: Optional[Reference] = load_reference(repo_path, source.name, model_version)
         self._new_reference: Optional[Reference] = None
         self.data_docs = bool(self.suite.options.get("data_docs", True))
+        self._where: dict[str, dict[str, str]] = {}  # stage -> row id -> uri or locator
 
     def held(self, row: ManifestRow) -> bool:
         """Still quarantined from an earlier run (same content): counted, not decoded again."""
@@ -158,6 +159,7 @@ class IngestGate:
         variables = {"max_pixels": self.source.segmentation.max_pixels}
         validation = self._validate(frame, specs, "media", variables=variables)
         ids = list(frame["row_id"])
+        self._where["media"] = dict(zip(ids, frame["uri"]))
         decisions = decide(
             validation, "media_gate", {r: [r] for r in ids}, dict(zip(ids, frame["uri"])),
             self._admitted({rid: (row.item_id, row.sha256) for rid, row in zip(ids, readable)}),
@@ -183,6 +185,7 @@ class IngestGate:
         for rid, row in zip(ids, rows):
             groups[row["item_id"]].append(rid)
         locators = {rid: f"{row['uri']}#{row.get('position', '')}" for rid, row in zip(ids, rows)}
+        self._where["embeddings"] = locators
         shas = {row["item_id"]: row["sha256"] for row in rows}
         decisions = decide(validation, "embedding_gate", groups, locators,
                            self._admitted({item: (item, sha) for item, sha in shas.items()}))
@@ -194,6 +197,19 @@ class IngestGate:
             if usable and len(usable) >= int(self.suite.options.get("drift_reference_min_rows", 8)):
                 self._new_reference = build_reference(self.source.name, self.model_version, np.stack(usable), self.run_id)
         return kept, decisions.blocked
+
+    def warning_lines(self) -> list[str]:
+        """Every "warn" expectation that failed, as "where: why" lines for the run summary
+        (a PNG named .jpg, CMYK or palette images, variable frame rate, ...)."""
+        lines: list[str] = []
+        for validation in self.validations:
+            where = self._where.get(validation.stage, {})
+            for failure in validation.warnings:
+                if failure.rows is None:
+                    lines.append(f"{self.source.name} ({validation.stage}): {failure.reason('')}")
+                else:
+                    lines += [f"{where.get(r, r)}: {failure.reason(r)}" for r in failure.rows]
+        return lines
 
     def finish(self) -> dict[str, Any]:
         """After the write: store the drift reference (first admitted batch only) and the run report."""

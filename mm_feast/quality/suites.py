@@ -32,6 +32,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
+from mm_feast.core.errors import InvalidArgument
+
 logger = logging.getLogger(__name__)
 
 SEVERITIES = ("block", "warn")
@@ -146,8 +148,8 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
-class SuiteError(ValueError):
-    """A suite file that cannot be used; names the file and the entry."""
+class SuiteError(InvalidArgument):
+    """A suite file that cannot be used; names the file and the entry (a ``ValueError`` too)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,15 @@
+"""Stable identifiers: a segment's entity key and an embedding's lineage id."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def segment_id(item_id: str, position: str) -> str:
+    """Entity key of one segment: ``<item_id>#<position>`` (e.g. ``vid_0#t=1.000``)."""
+    return f"{item_id}#{position}"
+
+
+def lineage_id(sha256: str, position: str, model_version: str) -> str:
+    """Stable id of one embedding: same bytes, same position, same model -> same id."""
+    return hashlib.sha256(f"{sha256}|{position}|{model_version}".encode()).hexdigest()[:20]

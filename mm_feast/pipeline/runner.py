@@ -1,0 +1,64 @@
+"""Runs a stage list over the items of one source, in this process.
+
+"batch" stages see all items at once; each run of consecutive "chunk" stages streams chunks of
+items, and its leading ``prefetch`` stages (decoding) work on the next chunk in a worker thread
+while the later ones (the model) work on this one. A Ray runner can take the same stage list.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Sequence
+
+from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, Work
+
+
+def run_chain(stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
+    quarantined: list[Quarantined] = []
+    for stage in stages:
+        out = stage.run(works, run)
+        works = out.kept
+        quarantined += out.quarantined
+    return works, quarantined
+
+
+class LocalRunner:
+    def __init__(self, chunk_items: int = 32):
+        self.chunk_items = max(1, int(chunk_items))
+
+    def run(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
+        quarantined: list[Quarantined] = []
+        i = 0
+        while i < len(stages):
+            if stages[i].scope == "batch":
+                works, refused = run_chain([stages[i]], works, run)
+                i += 1
+            else:
+                j = i
+                while j < len(stages) and stages[j].scope == "chunk":
+                    j += 1
+                works, refused = self._stream(stages[i:j], works, run)
+                i = j
+            quarantined += refused
+        return works, quarantined
+
+    def _stream(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
+        split = 0
+        while split < len(stages) and stages[split].prefetch:
+            split += 1
+        head, tail = stages[:split], stages[split:]
+        chunks = [works[k : k + self.chunk_items] for k in range(0, len(works), self.chunk_items)]
+        kept: list[Work] = []
+        quarantined: list[Quarantined] = []
+        if not chunks:
+            return kept, quarantined
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-feast-prefetch") as pool:
+            pending: Future = pool.submit(run_chain, head, chunks[0], run)
+            for index in range(len(chunks)):
+                ready, refused = pending.result()
+                if index + 1 < len(chunks):
+                    pending = pool.submit(run_chain, head, chunks[index + 1], run)
+                done, refused_later = run_chain(tail, ready, run)
+                kept += done
+                quarantined += refused + refused_later
+        return kept, quarantined

@@ -1,0 +1,69 @@
+"""The shape every ingest stage has: a list of items in flight goes in, kept and quarantined items
+come out. A failed item is data (it becomes a quarantine record), never an abort of the batch.
+
+``scope`` says how the runner feeds a stage: ``"batch"`` stages see every item of the run at once
+(a quality gate validates them in one Great Expectations call); ``"chunk"`` stages see one chunk
+at a time, so decoding the next chunk (``prefetch``) overlaps encoding this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Optional
+
+from mm_feast.media.base import Segment
+from mm_feast.pipeline.context import RunContext
+from mm_feast.sources import EmbeddingSource, ManifestRow
+
+
+@dataclass
+class Work:
+    """One item in flight: its manifest row, then its segments, then its output rows."""
+
+    row: ManifestRow
+    segments: list[Segment] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An item a stage refused, with the reason and the quality gate's details."""
+
+    work: Work
+    stage: str
+    reason: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StageOutput:
+    kept: list[Work]
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+@dataclass
+class SourceRun:
+    """What the stages of one source's ingest share: the source, its encoder and gate, the run."""
+
+    source: EmbeddingSource
+    encoder: Any
+    gate: Any
+    context: RunContext
+    now: datetime
+    progress: Optional[Any] = None  # a tqdm bar that advances as items are encoded or refused
+
+    def advance(self, n: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.update(n)
+
+
+class Stage:
+    """One step of ingestion. Subclasses set ``name`` and ``scope`` and implement ``run``."""
+
+    name: ClassVar[str] = "stage"
+    scope: ClassVar[Literal["batch", "chunk"]] = "chunk"
+    prefetch: ClassVar[bool] = False  # run one chunk ahead of the next stages, in a worker thread
+
+    def run(self, works: list[Work], run: SourceRun) -> StageOutput:
+        raise NotImplementedError

@@ -1,0 +1,24 @@
+"""The order of the ingest stages for a segment-level embedding source.
+
+Adding a stage is one module under ``mm_feast/pipeline/stages/`` and one line here: for example a
+content filter goes between the media gate and segmentation (docs/architecture.md, "Adding a stage").
+Pooling, fusion and the writes (offline parquet, online store, lineage) follow in
+``mm_feast.ingest`` and the compute engine, from the kept rows.
+"""
+
+from __future__ import annotations
+
+from mm_feast.pipeline.stage import Stage
+from mm_feast.pipeline.stages.embedding_gate import EmbeddingGate
+from mm_feast.pipeline.stages.encode import Encode
+from mm_feast.pipeline.stages.media_gate import MediaGate
+from mm_feast.pipeline.stages.segment import Segment
+
+
+def segment_stages() -> list[Stage]:
+    return [
+        MediaGate(),
+        Segment(),
+        Encode(),
+        EmbeddingGate(),
+    ]

@@ -1,0 +1,1 @@
+"""One module per ingest stage; ``mm_feast.pipeline.stage_list`` fixes their order."""

@@ -1,0 +1,17 @@
+"""Quality gate on probed media metadata, before any decoding (Great Expectations, one call)."""
+
+from __future__ import annotations
+
+from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, StageOutput, Work
+
+
+class MediaGate(Stage):
+    name = "media_gate"
+    scope = "batch"
+
+    def run(self, works: list[Work], run: SourceRun) -> StageOutput:
+        by_row = {id(w.row): w for w in works}
+        kept_rows, refused = run.gate.check_media([w.row for w in works])
+        quarantined = [Quarantined(by_row[id(row)], failure.stage, failure.reason, failure.details()) for row, failure in refused]
+        run.advance(len(quarantined))
+        return StageOutput([by_row[id(r)] for r in kept_rows], quarantined)
