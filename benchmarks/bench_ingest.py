@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from mm_feast.encoders import get_encoder
-from mm_feast.ingest import _segments_for, ensure_embeddings
+from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.segments import segments_for
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import EmbeddingSource, MediaSource
 from mm_feast.synthetic import write_demo_corpus
@@ -49,7 +50,7 @@ def bench_modality(repo: Path, modality: str, batch_size: int) -> dict:
     ingest_s = time.perf_counter() - start
 
     rows = [r for r in media.scan(repo, write=False) if r.modality == modality]
-    segments = [s for r in rows for s in _segments_for(r, source, encoder)]
+    segments = [s for r in rows for s in segments_for(r, source, encoder)]
     start = time.perf_counter()
     encoder.encode(modality, [s.data for s in segments], batch_size=batch_size)
     forward_s = time.perf_counter() - start

@@ -1,0 +1,126 @@
+"""One `feast materialize` is one pass: each media source is scanned once, each file hashed once
+and decoded at most once per modality (two text views with one segmentation share the decode),
+each offline parquet read at most once, and pooled views reuse their parents' rows from memory.
+`get_historical_features` only reads: no scan, no decode, no file written.
+
+Counted by wrapping the real functions in this process (Feast's SDK, Milvus Lite, real models).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from feast import FeatureStore
+
+import mm_feast.pipeline.segments as segments_module
+import mm_feast.sources as sources_module
+from mm_feast.sources import MediaSource
+from mm_feast.views import item, segment
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "docs").mkdir()
+    for i, colour in enumerate(["red", "green", "blue"]):
+        (repo / "docs" / f"doc{i}.txt").write_text(f"A {colour} circle.\n\nA {colour} square on grey.\n")
+    (repo / "definitions.py").write_text(textwrap.dedent("""\
+        from mm_feast.sources import MediaSource
+        from mm_feast.views import item_embedding_view, segment_embedding_view
+
+        notes = MediaSource(name="notes", root="docs")
+        clip_blocks = segment_embedding_view("clip_blocks", notes, "text", "mm-feast/clip-shapes")
+        minilm_blocks = segment_embedding_view("minilm_blocks", notes, "text", "sentence-transformers/all-MiniLM-L6-v2")
+        minilm_docs = item_embedding_view("minilm_docs", minilm_blocks)
+        clip_docs = item_embedding_view("clip_docs", clip_blocks)
+        """))
+    (repo / "feature_store.yaml").write_text(textwrap.dedent("""\
+        project: one_pass
+        provider: local
+        registry: data/registry.db
+        online_store:
+          type: mm_feast.online_store.MmMilvusOnlineStore
+          path: data/online_store.db
+        offline_store:
+          type: mm_feast.offline_store.MmFileOfflineStore
+        batch_engine:
+          type: mm_feast.plugin.engine.MmLocalComputeEngine
+          show_progress: false
+        entity_key_serialization_version: 3
+        """))
+    return repo
+
+
+@pytest.fixture()
+def counters(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter]:
+    counts: dict[str, Counter] = {"scans": Counter(), "hashes": Counter(), "decodes": Counter(), "parquet_reads": Counter()}
+    real_scan, real_hash = MediaSource.scan, sources_module.sha256_file
+    real_segment, real_read = segments_module.segment_file, pd.read_parquet
+
+    def scan(self, *args, **kwargs):
+        counts["scans"][self.name] += 1
+        return real_scan(self, *args, **kwargs)
+
+    def sha256_file(path, *args, **kwargs):
+        counts["hashes"][str(path)] += 1
+        return real_hash(path, *args, **kwargs)
+
+    def segment_file(uri, *args, **kwargs):
+        counts["decodes"][(str(uri), kwargs.get("modality"))] += 1
+        return real_segment(uri, *args, **kwargs)
+
+    def read_parquet(path, *args, **kwargs):
+        counts["parquet_reads"][str(path)] += 1
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(MediaSource, "scan", scan)
+    monkeypatch.setattr(sources_module, "sha256_file", sha256_file)
+    monkeypatch.setattr(segments_module, "segment_file", segment_file)
+    monkeypatch.setattr(pd, "read_parquet", read_parquet)
+    sources_module._HASHES.clear()  # the process-wide hash memo must not hide the first read
+    return counts
+
+
+def data_files(repo: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in (repo / "data").rglob("*") if p.is_file() and "online_store" not in p.name}
+
+
+def test_one_materialize_scans_once_decodes_once_per_modality_and_reads_each_parquet_once(repo: Path, counters) -> None:
+    import importlib.util
+
+    store = FeatureStore(repo_path=str(repo))
+    spec = importlib.util.spec_from_file_location("one_pass_defs", repo / "definitions.py")
+    defs = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(defs)  # type: ignore[union-attr]
+    store.apply([item, segment, defs.clip_blocks, defs.minilm_blocks, defs.minilm_docs, defs.clip_docs])
+    now = datetime.now(timezone.utc)
+    store.materialize(now - timedelta(days=1), now + timedelta(minutes=1))
+
+    docs = sorted(str(p.resolve()) for p in (repo / "docs").iterdir())
+    assert counters["scans"] == Counter({"notes": 1})
+    assert {p: n for p, n in counters["hashes"].items() if p in docs} == {p: 1 for p in docs}
+    assert counters["decodes"] == Counter({(p, "text"): 1 for p in docs}), "two text views, one decode per file"
+    assert all(n <= 1 for n in counters["parquet_reads"].values()), counters["parquet_reads"]
+    for view, rows in {"clip_blocks": 6, "minilm_blocks": 6, "minilm_docs": 3, "clip_docs": 3}.items():
+        frame = pd.read_parquet(repo / "data" / "embeddings" / f"{view}_source.parquet")
+        assert len(frame) == rows, view
+
+    # a training set only reads: nothing scanned, decoded or written
+    for counter in counters.values():
+        counter.clear()
+    before = data_files(repo)
+    blocks = pd.read_parquet(repo / "data" / "embeddings" / "minilm_blocks_source.parquet")
+    counters["parquet_reads"].clear()
+    entity_df = pd.DataFrame({"segment_id": blocks["segment_id"], "event_timestamp": [now + timedelta(minutes=1)] * len(blocks)})
+    training = store.get_historical_features(entity_df=entity_df, features=["minilm_blocks:text", "minilm_blocks:embedding"]).to_df()
+    assert list(training["text"]) == list(blocks["text"])
+    assert not counters["scans"] and not counters["decodes"] and not counters["hashes"]
+    assert data_files(repo) == before, "get_historical_features must not write anything"
