@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mm_feast.encoders import get_encoder
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.pipeline.segments import segments_for
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import EmbeddingSource, MediaSource

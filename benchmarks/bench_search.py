@@ -25,7 +25,7 @@ from feast.repo_config import RegistryConfig, RepoConfig
 from feast.types import Array, Float32, Int64, String
 
 from benchmarks.common import LATENCY_HEADER, measure
-from mm_feast.online_store import MmMilvusOnlineStoreConfig
+from mm_feast.plugin.milvus.store import MmMilvusOnlineStoreConfig
 
 DIM = 512
 

@@ -63,7 +63,7 @@ def content_hash(path: str | Path) -> tuple[int, str]:
     return stat.st_size, _HASHES[key]
 
 
-def _resolve(repo_path: Optional[Path], uri: str) -> Path:
+def resolve_path(repo_path: Optional[Path], uri: str) -> Path:
     path = Path(uri).expanduser()
     if not path.is_absolute() and repo_path is not None:
         path = Path(repo_path) / path
@@ -172,10 +172,10 @@ class MediaSource(_JsonOptionsSource):
         return MediaSource.from_spec(MediaSource._spec_from_proto(data_source))
 
     # ---- scanning ---------------------------------------------------------------------------
-    def _listed_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
+    def listed_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
         if self.manifest:
             return self._manifest_items(repo_path)
-        root = _resolve(repo_path, self.root or ".")
+        root = resolve_path(repo_path, self.root or ".")
         if not root.is_dir():
             raise MediaSourceNotFound(f"MediaSource '{self.name}': root directory {root} not found")
         paths = [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.suffix not in {".csv", ".parquet"}]
@@ -199,7 +199,7 @@ class MediaSource(_JsonOptionsSource):
         return rows
 
     def _manifest_items(self, repo_path: Optional[Path]) -> list[ManifestRow]:
-        manifest = _resolve(repo_path, self.manifest or "")
+        manifest = resolve_path(repo_path, self.manifest or "")
         if not manifest.is_file():
             raise MediaSourceNotFound(f"MediaSource '{self.name}': manifest {manifest} not found")
         if manifest.suffix == ".parquet":
@@ -212,7 +212,7 @@ class MediaSource(_JsonOptionsSource):
         first_uri: dict[str, str] = {}
         for record in records:
             record = dict(record)
-            uri = str(_resolve(base, str(record.pop("uri"))).resolve())
+            uri = str(resolve_path(base, str(record.pop("uri"))).resolve())
             modality = str(record.pop("modality", "") or "")
             item_id = str(record.pop("item_id"))
             if item_id in first_uri:
@@ -236,7 +236,7 @@ class MediaSource(_JsonOptionsSource):
         """List the collection's items with content sha256; unreadable files keep an error."""
         self.last_warnings = []
         rows = []
-        for row in self._listed_items(repo_path):
+        for row in self.listed_items(repo_path):
             try:
                 row.modality = row.modality or detect_modality(row.uri)
                 row.size_bytes, row.sha256 = content_hash(row.uri)
@@ -252,7 +252,7 @@ class MediaSource(_JsonOptionsSource):
         return rows
 
     def write_manifest(self, rows: list[ManifestRow], repo_path: Optional[Path]) -> Path:
-        target = _resolve(repo_path, self.path)
+        target = resolve_path(repo_path, self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         now = datetime.now(timezone.utc)
         frame = pd.DataFrame(
@@ -368,4 +368,4 @@ class EmbeddingSource(_JsonOptionsSource):
         return EmbeddingSource.from_spec(EmbeddingSource._spec_from_proto(data_source))
 
     def resolved_path(self, repo_path: Optional[Path]) -> Path:
-        return _resolve(repo_path, self.path)
+        return resolve_path(repo_path, self.path)

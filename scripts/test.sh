@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs, starts a real Milvus server on 127.0.0.1 (PyPI `milvus`),
-# runs pytest (Milvus Lite and server tests), and stops the server.
+# checks the import layers (import-linter), runs pytest (Milvus Lite and server tests), and stops
+# the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,4 +11,5 @@ DATA_DIR="${MM_FEAST_MILVUS_DATA:-$(mktemp -d /tmp/mm-feast-milvus.XXXXXX)}"
 bash infra/milvus_server.sh start "$DATA_DIR"
 trap 'bash infra/milvus_server.sh stop "$DATA_DIR"' EXIT
 export MM_FEAST_MILVUS_URI="http://127.0.0.1:19530"
+lint-imports  # the layers and acyclic packages of docs/architecture.md
 python -m pytest "$@"

@@ -11,6 +11,6 @@ def _close_milvus_after_each_test():
     """Milvus Lite lets one process open a file: a server left running by one test would hold the
     file lock against the next test's CLI subprocess, and a stale client would outlive its file."""
     yield
-    from mm_feast.online_store import close_connections
+    from mm_feast.plugin.milvus.store import close_connections
 
     close_connections()

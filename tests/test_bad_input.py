@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import EmbeddingSource, MediaSource
 from mm_feast.synthetic import render_shape, render_sound, write_video, write_wav

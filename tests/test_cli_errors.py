@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mm_feast.encoders.base import BUNDLED_MODELS_DIR, bundled_model_ids
-from mm_feast.query import Query, looks_like_path
+from mm_feast.services.query import Query, looks_like_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("mm-feast")
@@ -106,8 +106,8 @@ def test_a_directory_that_is_not_a_feast_repo_says_so(tmp_path: Path):
 def unloadable_model_repo(tmp_path_factory) -> Path:
     """A registry whose embedding view names a model that is not here (as after `feast apply` on
     another machine), plus a view without model versions. Written straight to the registry."""
-    from mm_feast import views
-    from mm_feast.lineage import open_store
+    from mm_feast.plugin import views
+    from mm_feast.stores.lineage import open_store
     from mm_feast.sources import MediaSource
 
     repo = make_repo(tmp_path_factory.mktemp("unloadable_model"))
@@ -200,7 +200,7 @@ def test_query_parse(tmp_path: Path):
 def test_the_version_and_suite_errors_are_user_errors():
     from mm_feast.core.errors import InvalidArgument, user_error_exit_code
     from mm_feast.quality.suites import SuiteError
-    from mm_feast.versions import CrossVersionQueryError, VersionError
+    from mm_feast.services.versions import CrossVersionQueryError, VersionError
 
     for cls in (VersionError, CrossVersionQueryError, SuiteError):
         assert issubclass(cls, InvalidArgument) and issubclass(cls, ValueError)

@@ -20,7 +20,7 @@ import pytest
 from feast import FeatureStore
 
 from mm_feast.lineage import LineageDB
-from mm_feast.online_store import close_connections
+from mm_feast.plugin.milvus.store import close_connections
 from mm_feast.plugin.compat import entity_key_hex
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_manifest(repo, {"m1": "m1.txt", "m2": "m2.txt"})
     (repo / "definitions.py").write_text(textwrap.dedent("""\
         from mm_feast.sources import MediaSource
-        from mm_feast.views import segment, segment_embedding_view
+        from mm_feast.plugin.views import segment, segment_embedding_view
 
         MINILM = "sentence-transformers/all-MiniLM-L6-v2"
         notes = MediaSource(name="notes", root="docs")

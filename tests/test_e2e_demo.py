@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-from mm_feast.demo import DemoCorpus, apply_and_materialize, write_demo_media
+from mm_feast.cli.demo import DemoCorpus, apply_and_materialize, write_demo_media
 from mm_feast.lineage import open_store
-from mm_feast.online_store import close_connections
-from mm_feast.report import latest_runs
-from mm_feast.search import CrossModalSearch, Query
+from mm_feast.plugin.milvus.store import close_connections
+from mm_feast.cli.report import latest_runs
+from mm_feast.services.search import CrossModalSearch, Query
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FRAME_STEP_S = 0.5  # feature_repo/definitions.py samples a frame every 0.5 s

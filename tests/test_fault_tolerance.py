@@ -31,8 +31,8 @@ from pymilvus import MilvusClient
 
 from milvus_server import HOST, MilvusServerProcess, free_port, start_milvus_server
 from mm_feast.core.faults import PAUSE_AFTER_UPSERTS_ENV
-from mm_feast.demo import feast_cli
-from mm_feast.quarantine import entries
+from mm_feast.cli.demo import feast_cli
+from mm_feast.stores.quarantine import entries
 
 pytestmark = [pytest.mark.milvus_server, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _write_repo(repo: Path, uri: str) -> None:
     (docs / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))  # refused by the media gate
     (repo / "definitions.py").write_text(textwrap.dedent("""\
         from mm_feast.sources import MediaSource
-        from mm_feast.views import item, item_embedding_view, segment, segment_embedding_view
+        from mm_feast.plugin.views import item, item_embedding_view, segment, segment_embedding_view
 
         notes = MediaSource(name="notes", root="docs")
         blocks = segment_embedding_view("blocks", notes, "text", "sentence-transformers/all-MiniLM-L6-v2")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from mm_feast.demo import feast_cli
-from mm_feast.online_store import close_connections
+from mm_feast.cli.demo import feast_cli
+from mm_feast.plugin.milvus.store import close_connections
 from test_lineage import make_repo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

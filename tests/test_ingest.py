@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mm_feast.encoders import get_encoder
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.sources import EmbeddingSource, MediaSource
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mm_feast.demo import DemoCorpus, apply_and_materialize, write_demo_media
+from mm_feast.cli.demo import DemoCorpus, apply_and_materialize, write_demo_media
 from mm_feast.encoders import get_encoder
 from mm_feast.lineage import LineageDB, open_store
-from mm_feast.lineage.query import verify_segments
-from mm_feast.online_store import close_connections
-from mm_feast.report import all_runs, latest_runs
-from mm_feast.search import CrossModalSearch
+from mm_feast.services.lineage import verify_segments
+from mm_feast.plugin.milvus.store import close_connections
+from mm_feast.cli.report import all_runs, latest_runs
+from mm_feast.services.search import CrossModalSearch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLIP, CLAP, MINILM = "mm-feast/clip-shapes", "mm-feast/clap-sounds", "sentence-transformers/all-MiniLM-L6-v2"
@@ -246,9 +246,9 @@ def _definitions(repo: Path) -> ModuleType:
 
 
 def test_model_upgrade_new_version_switch_rollback_and_cross_version_refusal(demo: Demo, tmp_path: Path):
-    from mm_feast import versions
+    from mm_feast.services import versions
     from mm_feast.encoders.base import resolve_model_path
-    from mm_feast.views import item_embedding_view, segment_embedding_view
+    from mm_feast.plugin.views import item_embedding_view, segment_embedding_view
 
     view = "video_frame_embeddings"
     v2_dir = _retrained_copy(Path(resolve_model_path(CLIP)), tmp_path / "clip-shapes-v2")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mm_feast.lineage.db import URL_ENV, LineageDB, LineageTarget, lineage_target, resolve_sqlite_url
-from mm_feast.lineage.records import RAW, EncoderInfo, ErasureRecord, LineageRecord, ParentRef
-from mm_feast.lineage.query import build_tree
+from mm_feast.stores.lineage import URL_ENV, LineageDB, LineageTarget, lineage_target, resolve_sqlite_url
+from mm_feast.core.records import RAW, EncoderInfo, ErasureRecord, LineageRecord, ParentRef
+from mm_feast.services.lineage import build_tree
 
 YAML = "project: {project}\nprovider: local\nregistry:\n{registry}\nentity_key_serialization_version: 3\n"
 
@@ -84,7 +84,7 @@ def test_records_are_written_once_and_trees_and_files_resolve_through_parents(tm
 
 @pytest.mark.parametrize("value, expected", [(-1, None), (float("nan"), None), (2.5, 2.5), (0, 0.0)])
 def test_absent_locator_values_become_none(value, expected):
-    from mm_feast.lineage.recorder import raw_parent
+    from mm_feast.pipeline.lineage import raw_parent
 
     row = {"uri": "/x.wav", "sha256": "s", "modality": "audio", "position": "t", "start_s": value, "end_s": value}
     assert raw_parent(row, sample_rate=16000).start_s == expected

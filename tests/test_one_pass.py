@@ -20,7 +20,7 @@ from feast import FeatureStore
 import mm_feast.pipeline.segments as segments_module
 import mm_feast.sources as sources_module
 from mm_feast.sources import MediaSource
-from mm_feast.views import item, segment
+from mm_feast.plugin.views import item, segment
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def repo(tmp_path: Path) -> Path:
         (repo / "docs" / f"doc{i}.txt").write_text(f"A {colour} circle.\n\nA {colour} square on grey.\n")
     (repo / "definitions.py").write_text(textwrap.dedent("""\
         from mm_feast.sources import MediaSource
-        from mm_feast.views import item_embedding_view, segment_embedding_view
+        from mm_feast.plugin.views import item_embedding_view, segment_embedding_view
 
         notes = MediaSource(name="notes", root="docs")
         clip_blocks = segment_embedding_view("clip_blocks", notes, "text", "mm-feast/clip-shapes")

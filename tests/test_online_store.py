@@ -22,7 +22,7 @@ from feast.repo_config import RegistryConfig, RepoConfig
 from feast.types import Array, Bool, Float32, Float64, Int64, String
 from pymilvus import MilvusClient
 
-from mm_feast.online_store import MmMilvusOnlineStore, MmMilvusOnlineStoreConfig, clear_cache
+from mm_feast.plugin.milvus.store import MmMilvusOnlineStore, MmMilvusOnlineStoreConfig, clear_cache
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

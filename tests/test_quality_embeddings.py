@@ -12,16 +12,16 @@ import pytest
 from feast import FeatureStore
 
 from mm_feast.cli import main
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.quality.embedding_gates import embedding_stats, load_reference
 from mm_feast.quality.gate import decide
 from mm_feast.quality.ge import validate
-from mm_feast.quality.push import gated_write_to_online_store
+from mm_feast.services.push import gated_write_to_online_store
 from mm_feast.quality.reports import read_reports
 from mm_feast.quality.suites import load_suite
-from mm_feast.quarantine import entries
+from mm_feast.stores.quarantine import entries
 from mm_feast.sources import MediaSource
-from mm_feast.views import segment, segment_embedding_view
+from mm_feast.plugin.views import segment, segment_embedding_view
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.quality.reports import read_reports
 from mm_feast.sources import EmbeddingSource, MediaSource

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mm_feast.cli import main
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.quality.reports import read_reports
 from mm_feast.sources import EmbeddingSource, MediaSource
 

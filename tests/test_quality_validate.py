@@ -12,10 +12,10 @@ import pytest
 from feast import FeatureStore
 
 from mm_feast.cli import main
-from mm_feast.ingest import ensure_embeddings
+from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.quality.reports import read_reports
 from mm_feast.sources import MediaSource
-from mm_feast.views import item, item_embedding_view, segment, segment_embedding_view
+from mm_feast.plugin.views import item, item_embedding_view, segment, segment_embedding_view
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

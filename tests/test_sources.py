@@ -9,7 +9,7 @@ import pandas as pd
 from feast.data_source import DataSource
 from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
 
-from mm_feast.ingest import scan_media
+from mm_feast.pipeline.ingest import scan_media
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import EmbeddingSource, MediaSource
 

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from mm_feast.encoders.base import Encoder, bundled_model_ids, get_encoder, resolve_model_path
+from mm_feast.encoders.base import Encoder, bundled_model_ids, resolve_model_path
+from mm_feast.encoders.cache import get_encoder
 
 __all__ = ["Encoder", "ModelLoadError", "ModelNotFound", "bundled_model_ids", "get_encoder", "resolve_model_path"]
 

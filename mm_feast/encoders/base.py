@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -226,38 +225,3 @@ class Encoder(ABC):
     @abstractmethod
     def _forward(self, modality: str, items: list[Any]) -> Any:
         """Run the model on one chunk; returns a (n, dim) tensor."""
-
-
-_CACHE: dict[tuple[str, Optional[str], str], Encoder] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _encoder_class(model_id: str) -> type[Encoder]:
-    """Choose the wrapper from the model's config, so any CLIP/CLAP/BERT-like checkpoint works."""
-    from transformers import AutoConfig
-
-    config = load_pretrained(AutoConfig, model_id)
-    model_type = getattr(config, "model_type", "")
-    if model_type in {"clip", "siglip", "siglip2"}:
-        from mm_feast.encoders.clip import ClipEncoder
-
-        return ClipEncoder
-    if model_type == "clap":
-        from mm_feast.encoders.clap import ClapEncoder
-
-        return ClapEncoder
-    from mm_feast.encoders.text import SentenceEncoder
-
-    return SentenceEncoder
-
-
-def get_encoder(model_id: str, revision: Optional[str] = None, device: Optional[str] = None) -> Encoder:
-    """The one process-wide encoder for (model id, revision, device); loaded on first use."""
-    key = (model_id, revision, pick_device(device))
-    with _CACHE_LOCK:
-        encoder = _CACHE.get(key)
-        if encoder is None:
-            logger.info("Loading encoder %s on %s", model_id, key[2])
-            encoder = _encoder_class(model_id)(model_id, revision, key[2])
-            _CACHE[key] = encoder
-        return encoder

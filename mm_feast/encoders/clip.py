@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from mm_feast.encoders.registry import register
 from mm_feast.encoders.base import Encoder, as_tensor
 
 
+@register("clip", "siglip", "siglip2")
 class ClipEncoder(Encoder):
     modalities = ("image", "video", "text")
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from mm_feast.encoders.registry import register
 from mm_feast.encoders.base import Encoder
 
 
+@register(default=True)
 class SentenceEncoder(Encoder):
     modalities = ("text",)
 

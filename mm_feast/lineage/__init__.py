@@ -4,8 +4,8 @@ Import the submodules directly (``mm_feast.lineage.query``, ``.recorder``, ``.db
 package stays import-light because the ingest pipeline imports the recorder.
 """
 
-from mm_feast.lineage.db import LineageDB, lineage_target, open_store
-from mm_feast.lineage.records import EncoderInfo, ErasureRecord, LineageNode, LineageRecord, ParentRef
+from mm_feast.stores.lineage import LineageDB, lineage_target, open_store
+from mm_feast.core.records import EncoderInfo, ErasureRecord, LineageNode, LineageRecord, ParentRef
 
 __all__ = [
     "EncoderInfo", "ErasureRecord", "LineageDB", "LineageNode", "LineageRecord", "ParentRef",

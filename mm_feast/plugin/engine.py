@@ -34,12 +34,12 @@ from tqdm.auto import tqdm
 
 from mm_feast.core.errors import UserError
 from mm_feast.encoders import get_encoder
-from mm_feast.ingest import RunSummary, ensure_embeddings, scan_media, segment_group, source_rows
-from mm_feast.lineage.db import LineageDB
+from mm_feast.pipeline.ingest import RunSummary, ensure_embeddings, scan_media, segment_group, source_rows
+from mm_feast.stores.lineage import LineageDB
 from mm_feast.pipeline.context import RunContext
 from mm_feast.plugin.compat import entity_key_hex, online_rows
 from mm_feast.sources import CREATED_FIELD, TIMESTAMP_FIELD, EmbeddingSource, MediaSource
-from mm_feast.versions import pinned_model_version
+from mm_feast.stores.versions import pinned_model_version
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Suites live in the Feast repo (``<repo>/quality/*.yaml``, see :mod:`mm_feast.quality.suites`);
 ingest runs them through :class:`mm_feast.quality.gate.IngestGate`, Feast's direct write path
-through :func:`mm_feast.quality.push.gated_write_to_online_store`, and ``mm-feast validate`` on
+through :func:`mm_feast.services.push.gated_write_to_online_store`, and ``mm-feast validate`` on
 demand. Failing rows go to quarantine (:mod:`mm_feast.quarantine`). GE itself is imported only
 when a batch is validated.
 """

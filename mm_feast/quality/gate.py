@@ -27,7 +27,7 @@ from mm_feast.quality.ge import Failure, Validation, plain, unique_ids, validate
 from mm_feast.quality.media_gates import media_frame
 from mm_feast.quality.reports import compact, run_report, write_report
 from mm_feast.quality.suites import Suite, load_suite
-from mm_feast.quarantine import QuarantineBook
+from mm_feast.stores.quarantine import QuarantineBook
 from mm_feast.sources import EmbeddingSource, ManifestRow
 
 logger = logging.getLogger(__name__)

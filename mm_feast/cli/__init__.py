@@ -17,20 +17,20 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
-from mm_feast.lineage.cli import register_commands as register_lineage_commands
-from mm_feast.quality.cli import register_cli as register_quality_commands
+from mm_feast.cli.lineage import register_commands as register_lineage_commands
+from mm_feast.cli.quality import register_cli as register_quality_commands
 
 
 def _store(repo: str):
     # resolves a relative SQLite registry URL, creates data/ for SQLite and Milvus Lite, and
     # says so in one line when --repo is not a Feast repo
-    from mm_feast.lineage.db import open_store
+    from mm_feast.stores.lineage import open_store
 
     return open_store(repo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mm_feast.demo import run_demo
+    from mm_feast.cli.demo import run_demo
 
     run_demo(Path(args.repo), reset=not args.keep)
     return 0
@@ -38,8 +38,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Bring every embedding source of the repo up to date (what materialize does first)."""
-    from mm_feast.ingest import ensure_embeddings, scan_media
-    from mm_feast.report import print_summaries
+    from mm_feast.pipeline.ingest import ensure_embeddings, scan_media
+    from mm_feast.cli.report import print_summaries
     from mm_feast.sources import EmbeddingSource, MediaSource
 
     store = _store(args.repo)
@@ -55,14 +55,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mm_feast.query import Query
+    from mm_feast.services.query import Query
 
     # A query file that is missing, unreadable or undecodable fails here, before the store opens.
     query = Query.parse(args.query, kind=args.kind, text=args.text)
     query.check()
 
-    from mm_feast.report import print_hits
-    from mm_feast.search import CrossModalSearch
+    from mm_feast.cli.report import print_hits
+    from mm_feast.services.search import CrossModalSearch
 
     search = CrossModalSearch(_store(args.repo))
     hits = search.search(query, views=args.views, top_k=args.k, features=args.features, modalities=args.modality)

@@ -15,7 +15,7 @@ def _repo(args: argparse.Namespace) -> Path:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from mm_feast.lineage.query import lineage, print_lineage
+    from mm_feast.services.lineage import lineage, print_lineage
 
     nodes = lineage(_repo(args), args.key, view=args.view)
     if not nodes:
@@ -31,8 +31,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_impacted(args: argparse.Namespace) -> int:
-    from mm_feast.lineage.db import open_store
-    from mm_feast.lineage.query import erase, impacted, print_impact
+    from mm_feast.stores.lineage import open_store
+    from mm_feast.services.lineage import erase, impacted, print_impact
 
     repo = _repo(args)
     impact = impacted(repo, args.target)
@@ -58,8 +58,8 @@ def cmd_impacted(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from mm_feast import versions
-    from mm_feast.lineage.db import open_store
+    from mm_feast.services import versions
+    from mm_feast.stores.lineage import open_store
 
     store = open_store(_repo(args))
     if args.action == "list":

@@ -24,7 +24,7 @@ from mm_feast.quality.embedding_gates import embedding_stats, load_reference
 from mm_feast.quality.gate import GateFailure, decide, suite_for_view
 from mm_feast.quality.ge import unique_ids, validate
 from mm_feast.quality.reports import compact, run_report, write_report
-from mm_feast.quarantine import push_payload_path, quarantine_id, write_table
+from mm_feast.stores.quarantine import push_payload_path, quarantine_id, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def gated_write_to_online_store(
     ``admit`` maps quarantine ids to expectation names to downgrade to warnings (what
     ``mm-feast quarantine release --admit`` passes for a pushed row).
     """
-    from mm_feast.ingest import QuarantineRecord, RunSummary, _record_run
+    from mm_feast.core.records import QuarantineRecord, RunSummary
+    from mm_feast.stores.offline import record_run
 
     started = time.perf_counter()
     repo = Path(repo_path or store.repo_path)
@@ -138,7 +139,7 @@ def gated_write_to_online_store(
     write_report(repo, report)
     summary.validation = compact(report)
     summary.seconds = time.perf_counter() - started
-    _record_run(repo, summary)
+    record_run(repo, summary)
     if not summary.balanced:
         raise RuntimeError(f"push counts do not add up: {summary.line()}")
     logger.info("push to %s: seen=%d written=%d quarantined=%d", feature_view_name, summary.seen,

@@ -84,7 +84,7 @@ def validate_repo(repo: Path, views: Optional[list[str]] = None, stages: tuple[s
                   docs: bool = True, out: Optional[TextIO] = None) -> bool:
     """Run the suites of every (or the named) embedding view; True when nothing blocking failed."""
     out = out or sys.stdout
-    from mm_feast.lineage.db import open_store
+    from mm_feast.stores.lineage import open_store
     from mm_feast.quality.ge import docs_index
     from mm_feast.quality.gate import suite_for
     from mm_feast.quality.reports import run_report, write_report
@@ -119,7 +119,7 @@ def validate_repo(repo: Path, views: Optional[list[str]] = None, stages: tuple[s
 def cmd_validate(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     if args.show_suite:
-        from mm_feast.lineage.db import open_store
+        from mm_feast.stores.lineage import open_store
         from mm_feast.quality.gate import suite_for
 
         for view, source in _view_sources(open_store(repo), [args.show_suite]):
@@ -131,7 +131,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def register_cli(sub: Any) -> None:
     """Add ``validate`` and ``quarantine list|show|release`` to the ``mm-feast`` parser."""
-    from mm_feast.quarantine import register_cli as register_quarantine
+    from mm_feast.cli.quarantine import register_cli as register_quarantine
 
     validate = sub.add_parser("validate", help="run the quality suites on the repo's media and stored embeddings; exit 1 on a blocking failure")
     validate.add_argument("--repo", default="feature_repo")

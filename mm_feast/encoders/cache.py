@@ -1,0 +1,38 @@
+"""The process-wide encoder cache: one loaded model per (model id, revision, device)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional
+
+import mm_feast.encoders.clap  # noqa: F401  (registers ClapEncoder)
+import mm_feast.encoders.clip  # noqa: F401  (registers ClipEncoder)
+import mm_feast.encoders.text  # noqa: F401  (registers SentenceEncoder, the default)
+from mm_feast.encoders.base import Encoder, load_pretrained, pick_device
+from mm_feast.encoders.registry import encoder_class_for
+
+logger = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[str, Optional[str], str], Encoder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def encoder_class(model_id: str) -> type[Encoder]:
+    """Choose the wrapper from the model's config, so any CLIP/CLAP/BERT-like checkpoint works."""
+    from transformers import AutoConfig
+
+    config = load_pretrained(AutoConfig, model_id)
+    return encoder_class_for(getattr(config, "model_type", ""))
+
+
+def get_encoder(model_id: str, revision: Optional[str] = None, device: Optional[str] = None) -> Encoder:
+    """The one process-wide encoder for (model id, revision, device); loaded on first use."""
+    key = (model_id, revision, pick_device(device))
+    with _CACHE_LOCK:
+        encoder = _CACHE.get(key)
+        if encoder is None:
+            logger.info("Loading encoder %s on %s", model_id, key[2])
+            encoder = encoder_class(model_id)(model_id, revision, key[2])
+            _CACHE[key] = encoder
+        return encoder

@@ -1,0 +1,241 @@
+"""Ingest of one embedding source: scan → (the stage list) → pool/fuse → write offline → lineage.
+
+Run by the compute engine once per `feast materialize` (``mm_feast.plugin.engine``), or by
+`mm-feast ingest`. Unchanged inputs (same sha256 and model version) are never re-encoded; rows of
+files that changed or left the collection are dropped. Every run ends with a summary in which
+``seen == ingested + unchanged + quarantined``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mm_feast.encoders import get_encoder
+from mm_feast.pipeline.lineage import erased_sha256s, record_ingest
+from mm_feast.core.ids import lineage_id, segment_id  # noqa: F401  (re-exported: old import path)
+from mm_feast.core.schema import ABSENT_FLOAT, ABSENT_INT  # noqa: F401  (re-exported: old import path)
+from mm_feast.pipeline.context import RunContext
+from mm_feast.pipeline.fuse import ensure_fused
+from mm_feast.pipeline.runner import LocalRunner
+from mm_feast.pipeline.segments import segment_group, segmentation_for  # noqa: F401  (re-exported)
+from mm_feast.pipeline.stage import SourceRun, Work
+from mm_feast.pipeline.stage_list import segment_stages
+from mm_feast.core.records import QuarantineRecord, RunSummary  # noqa: F401  (re-exported: old import path)
+from mm_feast.stores.offline import read_parquet, record_run, store_rows  # noqa: F401
+from mm_feast.quality.gate import IngestGate
+from mm_feast.sources import (
+    CREATED_FIELD,
+    TIMESTAMP_FIELD,
+    UNKNOWN_MODALITY,
+    EmbeddingSource,
+    ManifestRow,
+    MediaSource,
+
+)
+
+logger = logging.getLogger(__name__)
+
+
+
+def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, **details: str) -> None:
+    logger.warning("quarantined %s (%s): %s", row.uri, stage, reason)
+    summary.quarantined += 1
+    summary.quarantine.append(
+        QuarantineRecord(
+            run_id=summary.run_id,
+            source=summary.source,
+            item_id=row.item_id,
+            uri=row.uri,
+            sha256=row.sha256,
+            modality=row.modality,
+            stage=stage,
+            reason=reason,
+            at=datetime.now(timezone.utc),
+            model_version=summary.model_version,
+            **{"locator": row.uri, **details},
+        )
+    )
+
+
+def _pool_items(segment_rows: pd.DataFrame, known: set[tuple[str, str, str]], run_id: str) -> list[dict[str, Any]]:
+    """Mean-pool each item's segment vectors (then re-normalise) into one item-level row."""
+    now = datetime.now(timezone.utc)
+    out = []
+    for (item_id, sha, version), group in segment_rows.groupby(["item_id", "sha256", "model_version"], sort=False):
+        if (item_id, sha, version) in known:
+            continue
+        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in group["embedding"]])
+        pooled = vectors.mean(axis=0)
+        pooled /= max(float(np.linalg.norm(pooled)), 1e-12)
+        first = group.iloc[0]
+        out.append(
+            {
+                "item_id": item_id,
+                "uri": first["uri"],
+                "sha256": sha,
+                "modality": first["modality"],
+                "caption": first["caption"],
+                "n_segments": int(len(group)),
+                "model_id": first["model_id"],
+                "model_version": version,
+                "lineage_id": lineage_id(sha, "item", version),
+                "run_id": run_id,
+                "embedding": pooled.astype(np.float32).tolist(),
+                TIMESTAMP_FIELD: first[TIMESTAMP_FIELD],
+                CREATED_FIELD: now,
+            }
+        )
+    return out
+
+
+def current_items(rows: Iterable[ManifestRow]) -> dict[str, str]:
+    """item_id -> sha256 of what is on disk now (readable items only)."""
+    return {r.item_id: r.sha256 for r in rows if not r.error and r.sha256}
+
+
+def prune_stale(existing: pd.DataFrame, current: dict[str, str], keep_removed: bool) -> tuple[pd.DataFrame, set[str], set[str]]:
+    """Drop rows of files that changed (their old segments) or left the collection.
+
+    Returns (kept rows, changed item ids, removed item ids). A changed file's old rows go whatever
+    the options; a removed file's rows stay only with ``keep_removed``.
+    """
+    if existing.empty:
+        return existing, set(), set()
+    ids, shas = existing["item_id"].astype(str), existing["sha256"].astype(str)
+    listed = ids.isin(list(current))
+    changed_rows = listed & (shas != ids.map(current))
+    removed_rows = ~listed
+    drop = changed_rows | (removed_rows if not keep_removed else False)
+    changed = set(ids[changed_rows])
+    removed = set(ids[removed_rows]) if not keep_removed else set()
+    return existing[~drop].reset_index(drop=True), changed, removed
+
+
+def ensure_embeddings(
+    source: EmbeddingSource,
+    repo_path: Optional[Path] = None,
+    batch_size: int = 32,
+    show_progress: bool = True,
+    context: Optional[RunContext] = None,
+) -> RunSummary:
+    """Bring ``source``'s parquet up to date with its media collection and model, once per run."""
+    context = context or RunContext(Path(repo_path) if repo_path is not None else None, batch_size=batch_size, show_progress=show_progress)
+    return context.once(("ingest", source.name), lambda: _ingest(source, context))
+
+
+def source_rows(source: EmbeddingSource, context: RunContext) -> pd.DataFrame:
+    """The source's offline rows after this run's ingest (from memory when this run wrote them)."""
+    ensure_embeddings(source, context.repo_path, context=context)
+    return context.once(("rows", source.name), lambda: read_parquet(source.resolved_path(context.repo_path)))
+
+
+def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
+    started = time.perf_counter()
+    repo_path = context.repo_path
+    run_id = context.run_id
+    if source.granularity == "fused":  # rows combine other views' rows: see mm_feast.fusion
+        return ensure_fused(source, context, rows_of=source_rows)
+    if source.granularity == "item":
+        assert source.segments is not None
+        inner = ensure_embeddings(source.segments, repo_path, context=context)
+        seg_rows = source_rows(source.segments, context)
+        sink = source.resolved_path(repo_path)
+        existing = read_parquet(sink)
+        current = {} if seg_rows.empty else dict(zip(seg_rows["item_id"].astype(str), seg_rows["sha256"].astype(str)))
+        kept, _, removed = prune_stale(existing, current, keep_removed=False)
+        known = set(zip(kept["item_id"], kept["sha256"], kept["model_version"])) if not kept.empty else set()
+        pooled = _pool_items(seg_rows, known, run_id) if not seg_rows.empty else []
+        frame = store_rows(sink, kept, pd.DataFrame(pooled), len(kept) != len(existing))
+        context.put(("rows", source.name), frame)
+        record_ingest(repo_path, source, pd.DataFrame(pooled), run_id)
+        # counts are the segment run's (same items); quarantine records stay with that run
+        summary = replace(inner, source=source.name, run_id=run_id, quarantine=[], segments=len(pooled), removed=len(removed))
+        summary.seconds = time.perf_counter() - started
+        record_run(repo_path, summary)
+        logger.info(summary.line())
+        return summary
+
+    encoder = get_encoder(source.model_id, source.revision)
+    calls_before = encoder.calls
+    summary = RunSummary(source=source.name, run_id=run_id, model_version=encoder.version)
+    all_rows, scanned = scan_media(source.media, repo_path, context)
+    rows = [r for r in all_rows if r.modality == source.modality]
+    summary.seen = len(rows)
+    summary.warnings = [w for w in scanned.warnings if w.split(":", 1)[0] in {r.uri for r in rows}]
+    sink = source.resolved_path(repo_path)
+    existing = read_parquet(sink)
+    kept, changed, removed = prune_stale(existing, current_items(rows), keep_removed=source.media.keep_removed)
+    summary.removed = len(removed)
+    summary.changed = len(changed)
+    done = set(zip(kept["item_id"], kept["sha256"], kept["model_version"])) if not kept.empty else set()
+    todo = []
+    erased = erased_sha256s(repo_path)
+    gate = IngestGate(source, repo_path, run_id, encoder.version, encoder.dim)
+    for row in rows:
+        if row.sha256 in erased:  # right-to-erasure: never re-ingest erased content
+            _quarantine(summary, row, "erased", "content erased by `mm-feast impacted --delete` (see the lineage audit)")
+        elif (row.item_id, row.sha256, encoder.version) in done:
+            summary.unchanged += 1
+        elif gate.held(row):  # quarantined earlier with this content: held until released
+            summary.quarantined += 1
+        else:
+            todo.append(row)
+    # the stage list: media gate -> segment -> encode -> embedding gate (mm_feast.pipeline.stage_list)
+    progress = tqdm(total=len(todo), desc=f"embed {source.name}", unit="item", disable=not context.show_progress)
+    run = SourceRun(source, encoder, gate, context, datetime.now(timezone.utc), progress)
+    done_works, refused = LocalRunner(chunk_items=context.batch_size).run(segment_stages(), [Work(r) for r in todo], run)
+    progress.close()
+    for q in refused:
+        _quarantine(summary, q.work.row, q.stage, q.reason, **q.details)
+    new_rows = [r for w in done_works for r in w.rows]
+    summary.ingested += len(done_works)
+    summary.segments += len(new_rows)
+    frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))
+    context.put(("rows", source.name), frame)
+    summary.validation = gate.finish()
+    summary.warnings += gate.warning_lines()
+    record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
+    summary.encoder_calls = encoder.calls - calls_before
+    summary.seconds = time.perf_counter() - started
+    record_run(repo_path, summary)
+    if not summary.balanced:  # a bug, never a data problem: fail loudly
+        raise RuntimeError(f"ingest counts do not add up: {summary.line()}")
+    logger.info(summary.line())
+    return summary
+
+
+def scan_media(media: MediaSource, repo_path: Optional[Path] = None, context: Optional[RunContext] = None) -> tuple[list[ManifestRow], RunSummary]:
+    """Scan a collection and write its manifest, once per run; files no segmenter can take are
+    quarantined here (stage "scan"), since no embedding view would ever see them."""
+    context = context or RunContext(Path(repo_path) if repo_path is not None else None)
+    return context.once(("scan", media.name), lambda: _scan(media, context))
+
+
+def _scan(media: MediaSource, context: RunContext) -> tuple[list[ManifestRow], RunSummary]:
+    started = time.perf_counter()
+    summary = RunSummary(source=media.name, run_id=context.run_id)
+    rows = media.scan(context.repo_path)
+    summary.seen = len(rows)
+    for row in rows:
+        if row.modality == UNKNOWN_MODALITY:
+            _quarantine(summary, row, "scan", row.error or "unsupported file type")
+        else:
+            summary.ingested += 1
+    summary.warnings = list(media.last_warnings)
+    summary.seconds = time.perf_counter() - started
+    record_run(context.repo_path, summary)
+    logger.info(summary.line())
+    return rows, summary
+
+
+def ensure_all(sources: Iterable[EmbeddingSource], repo_path: Optional[Path] = None, **kwargs: Any) -> list[RunSummary]:
+    return [ensure_embeddings(s, repo_path, **kwargs) for s in sources]

@@ -1,0 +1,1 @@
+"""mm-feast's own tables and files: lineage and served versions in the registry database, quarantine, offline parquet."""

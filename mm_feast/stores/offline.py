@@ -1,0 +1,67 @@
+"""The offline parquet files mm-feast writes: embedding rows per source, quarantine records and
+the run log. Every rewrite goes through a temp file and a rename, so a crash leaves the previous
+file whole."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from mm_feast.core.records import RunSummary
+from mm_feast.sources import resolve_path
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def append_parquet(path: Path, existing: pd.DataFrame, new_rows: pd.DataFrame) -> None:
+    """Rewrite the file with the new rows; written to a temp file first so a crash leaves the old one."""
+    if new_rows.empty:
+        return
+    frame = new_rows if existing.empty else pd.concat([existing, new_rows], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.parquet")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def rewrite_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Replace the file with ``frame`` (also when it became empty): temp file first, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.parquet")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def store_rows(path: Path, kept: pd.DataFrame, new_rows: pd.DataFrame, pruned: bool) -> pd.DataFrame:
+    """Write the source's offline rows (kept + new) if anything changed; returns them."""
+    frame = new_rows if kept.empty else kept if new_rows.empty else pd.concat([kept, new_rows], ignore_index=True)
+    if pruned or not new_rows.empty or not path.exists():
+        rewrite_parquet(path, frame)
+    return frame
+
+
+def record_run(repo_path: Optional[Path], summary: RunSummary) -> None:
+    """Quarantine rows and the run summary go beside the data, so nothing is lost silently."""
+    data_dir = resolve_path(repo_path, "data")
+    if summary.quarantine:
+        qpath = data_dir / "quarantine" / f"{summary.source}.parquet"
+        existing = read_parquet(qpath)
+        new = pd.DataFrame([asdict(q) for q in summary.quarantine])
+        if not existing.empty:  # the same file failing the same way again is one record
+            seen_before = set(zip(existing.uri, existing.sha256, existing.stage, existing.reason))
+            keep = [(u, h, st, r) not in seen_before for u, h, st, r in zip(new.uri, new.sha256, new.stage, new.reason)]
+            new = new[keep]
+        append_parquet(qpath, existing, new)
+    runs = data_dir / "runs" / f"{summary.source}.jsonl"
+    runs.parent.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in asdict(summary).items() if k != "quarantine"}
+    record["at"] = datetime.now(timezone.utc).isoformat()
+    with open(runs, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
