@@ -9,10 +9,10 @@ lineage lists both parents.
 
 from feast import FeatureService
 
-from mm_feast.plugin.fusion import fused_embedding_view
+from mm_feast.fusion import fused_embedding_view
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import MediaSource
-from mm_feast.plugin.views import (
+from mm_feast.views import (
     item,
     item_embedding_view,
     media_items_view,

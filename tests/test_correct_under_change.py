@@ -160,3 +160,35 @@ def test_a_rerun_with_nothing_changed_writes_nothing(repo: Path) -> None:
     table = result.stderr[result.stderr.index("online view"):]
     written = {line.split()[0]: int(line.split()[2]) for line in table.splitlines()[1:] if line.strip() and line.split()[0] in VIEWS}
     assert written == {"dir_blocks": 0, "man_blocks": 0}
+
+
+def test_erasing_a_file_erases_every_copy_of_its_content_and_redacts_its_metadata(repo: Path) -> None:
+    speech = repo / "docs" / "speech.txt"
+    (repo / "docs" / "copy.txt").write_bytes(speech.read_bytes())  # the same bytes under another name
+    feast(repo, "materialize-incremental", now_arg())
+    rows = offline(repo, "dir_blocks")
+    copies = rows[rows.item_id.isin(["speech.txt", "copy"])]
+    assert len(copies) == 2 and copies.sha256.nunique() == 1
+    assert copies.lineage_id.is_unique, "two rows never share a lineage id, even with the same bytes"
+    sha, uris = copies.sha256.iloc[0], set(copies.uri)
+
+    close_connections()
+    cli = Path(sys.executable).with_name("mm-feast")
+    result = subprocess.run([str(cli), "impacted", str(speech.resolve()), "--delete", "--reason", "gdpr", "--repo", str(repo)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_stores_match_disk(repo, "dir_blocks", {"a": ["Alpha rewritten."], "speech.md": ["A speech in *markdown*, edited."]})
+    manifest = pd.read_parquet(repo / "data" / "manifests" / "notes.parquet")
+    assert sha not in set(manifest.sha256) and not uris & set(manifest.uri), "the item view must not list erased content"
+    for path in (repo / "data" / "quality").rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".html"}:
+            text = path.read_text(errors="replace")
+            assert sha not in text and not any(u in text for u in uris), f"{path} still names the erased file"
+    [audit] = LineageDB.for_repo(repo).erasures()
+    assert audit.sha256s == [sha] and audit.reason == "gdpr" and audit.offline_rows == 2
+
+    feast(repo, "materialize-incremental", now_arg())  # the files are still on disk: nothing comes back
+    assert_stores_match_disk(repo, "dir_blocks", {"a": ["Alpha rewritten."], "speech.md": ["A speech in *markdown*, edited."]})
+    quarantine = pd.read_parquet(repo / "data" / "quarantine" / "dir_blocks_source.parquet")
+    erased = quarantine[quarantine.stage == "erased"]
+    assert set(erased.item_id) == {"speech.txt", "copy"} and not uris & set(quarantine.uri)

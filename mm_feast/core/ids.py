@@ -10,6 +10,7 @@ def segment_id(item_id: str, position: str) -> str:
     return f"{item_id}#{position}"
 
 
-def lineage_id(sha256: str, position: str, model_version: str) -> str:
-    """Stable id of one embedding: same bytes, same position, same model -> same id."""
-    return hashlib.sha256(f"{sha256}|{position}|{model_version}".encode()).hexdigest()[:20]
+def lineage_id(sha256: str, position: str, model_version: str, item_id: str) -> str:
+    """Stable id of one embedding row: same item, same bytes, same position, same model -> same
+    id. The item is part of it, so two files with the same bytes never share a lineage id."""
+    return hashlib.sha256(f"{item_id}|{sha256}|{position}|{model_version}".encode()).hexdigest()[:20]

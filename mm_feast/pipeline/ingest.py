@@ -44,6 +44,8 @@ from mm_feast.sources import (
 
 logger = logging.getLogger(__name__)
 
+ERASED_URI = "[erased]"  # what quarantine records say instead of an erased file's path
+
 
 
 def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, **details: str) -> None:
@@ -87,7 +89,7 @@ def _pool_items(segment_rows: pd.DataFrame, known: set[tuple[str, str, str]], ru
                 "n_segments": int(len(group)),
                 "model_id": first["model_id"],
                 "model_version": version,
-                "lineage_id": lineage_id(sha, "item", version),
+                "lineage_id": lineage_id(sha, "item", version, str(item_id)),
                 "run_id": run_id,
                 "embedding": pooled.astype(np.float32).tolist(),
                 TIMESTAMP_FIELD: first[TIMESTAMP_FIELD],
@@ -181,8 +183,8 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     erased = erased_sha256s(repo_path)
     gate = IngestGate(source, repo_path, run_id, encoder.version, encoder.dim)
     for row in rows:
-        if row.sha256 in erased:  # right-to-erasure: never re-ingest erased content
-            _quarantine(summary, row, "erased", "content erased by `mm-feast impacted --delete` (see the lineage audit)")
+        if row.sha256 in erased:  # right-to-erasure: never re-ingest erased content, never name it
+            _quarantine(summary, replace(row, uri=ERASED_URI), "erased", "content erased by `mm-feast impacted --delete` (see the lineage audit)")
         elif (row.item_id, row.sha256, encoder.version) in done:
             summary.unchanged += 1
         elif gate.held(row):  # quarantined earlier with this content: held until released
@@ -223,7 +225,10 @@ def scan_media(media: MediaSource, repo_path: Optional[Path] = None, context: Op
 def _scan(media: MediaSource, context: RunContext) -> tuple[list[ManifestRow], RunSummary]:
     started = time.perf_counter()
     summary = RunSummary(source=media.name, run_id=context.run_id)
-    rows = media.scan(context.repo_path)
+    rows = media.scan(context.repo_path, write=False)
+    erased = erased_sha256s(context.repo_path)
+    # the manifest (and the media_items view over it) never lists erased content
+    media.write_manifest([r for r in rows if r.sha256 not in erased], context.repo_path)
     summary.seen = len(rows)
     for row in rows:
         if row.modality == UNKNOWN_MODALITY:

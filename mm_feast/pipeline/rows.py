@@ -31,7 +31,7 @@ def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any
         "caption": str(row.attributes.get("caption", "") or ""),
         "model_id": encoder.model_id,
         "model_version": encoder.version,
-        "lineage_id": lineage_id(row.sha256, position, encoder.version),
+        "lineage_id": lineage_id(row.sha256, position, encoder.version, row.item_id),
     }
     assert out.keys() == SEGMENT_COLUMNS.keys()
     out.update({

@@ -8,8 +8,6 @@ the lineage records stay behind, marked, next to an audit row.
 
 from __future__ import annotations
 
-from mm_feast.plugin.compat import online_store_of
-
 import logging
 import re
 import uuid
@@ -21,7 +19,9 @@ from typing import Any, Optional, Sequence, TextIO
 import numpy as np
 import pandas as pd
 
+from mm_feast.plugin.compat import online_store_of
 from mm_feast.stores.lineage import LineageDB
+from mm_feast.stores.quarantine import write_table
 from mm_feast.core.records import RAW, ErasureRecord, LineageNode, LineageRecord, ParentRef
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,11 @@ def impacted(repo_path: Path, target: str) -> Impact:
     sha256s = sorted({p.sha256 for r in direct for p in r.parents if p.is_raw and (p.uri == uri if uri else p.sha256 == sha)})
     if sha and not sha256s:
         sha256s = [sha]
+    # erasure is by content: every other file with the same bytes is derived from it too
     found: dict[str, LineageRecord] = {r.key: r for r in direct}
+    for content in sha256s:
+        found.update({r.key: r for r in db.derived_from_file(sha256=content)})
+    direct = list(found.values())
     frontier = list(direct)
     while frontier:
         identities = {(r.lineage_id, r.source, r.entity_key) for r in frontier}
@@ -326,11 +330,53 @@ def _delete_online(store: Any, view: Any, records: Sequence[LineageRecord]) -> i
     return int(online_store.delete_entity_keys(store.config, view, protos))
 
 
+REDACTED = "[erased]"
+
+
+def redact_metadata(repo_path: Path, sha256s: Sequence[str], uris: set[str]) -> int:
+    """Remove the erased content from the manifests (so from every media-items view) and replace
+    its paths, hashes and captions with ``[erased]`` in the quality results, Data Docs and
+    quarantine records. Only the audit record keeps the hashes. Returns how many files changed."""
+    data = Path(repo_path) / "data"
+    hashes = set(sha256s)
+    secrets = {u for u in uris if u} | hashes
+    changed = 0
+    for manifest in sorted((data / "manifests").glob("*.parquet")):
+        frame = pd.read_parquet(manifest)
+        doomed = frame["sha256"].isin(hashes) | frame["uri"].isin(uris)
+        if doomed.any():
+            secrets |= {str(c) for c in frame.loc[doomed, "caption"] if str(c).strip()} if "caption" in frame else set()
+            write_table(manifest, frame[~doomed].reset_index(drop=True))
+            changed += 1
+    for table in sorted((data / "quarantine").rglob("*.parquet")):
+        frame = pd.read_parquet(table)
+        hit = frame["sha256"].isin(hashes) | frame["uri"].isin(uris) if "sha256" in frame else pd.Series(False, index=frame.index)
+        if hit.any():
+            for column in ("uri", "locator"):
+                if column in frame:
+                    frame.loc[hit, column] = REDACTED
+            write_table(table, frame)
+            changed += 1
+    secrets = {s for s in secrets if len(s) >= 4}
+    for path in sorted((data / "quality").rglob("*")):
+        if not path.is_file() or path.suffix not in {".json", ".html", ".jsonl", ".yml", ".yaml", ".txt"}:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        redacted = text
+        for secret in sorted(secrets, key=len, reverse=True):
+            redacted = redacted.replace(secret, REDACTED)
+        if redacted != text:
+            path.write_text(redacted, encoding="utf-8")
+            changed += 1
+    return changed
+
+
 def erase(store: Any, impact: Impact, reason: str) -> ErasureRecord:
     """Remove every live derived row from the offline parquet and Milvus; keep an audit record.
 
     The lineage records stay (marked erased), the file's sha256 is tombstoned so the next
-    ingest does not bring it back, and the raw file itself is left to its owner.
+    ingest does not bring it back (nor any other file with the same bytes), its metadata is
+    redacted everywhere else (``redact_metadata``), and the raw file itself is left to its owner.
     """
     repo_path = Path(store.repo_path)
     db = LineageDB.for_repo(repo_path)
@@ -361,6 +407,8 @@ def erase(store: Any, impact: Impact, reason: str) -> ErasureRecord:
         views=sorted({r.view for r in live}),
     )
     db.mark_deleted([r.key for r in live], erasure)
+    redacted = redact_metadata(repo_path, impact.sha256s, {impact.target} | {p.uri for r in impact.records for p in r.parents if p.is_raw})
+    logger.info("erasure %s: redacted the files' metadata in %d files", erasure.erasure_id, redacted)
     raw = [p for r in live for p in r.parents if p.role == RAW and Path(p.uri).exists()]
     if raw:
         logger.warning("derived rows erased; the raw file %s itself still exists: remove it from the collection", raw[0].uri)
