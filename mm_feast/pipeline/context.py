@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +23,13 @@ T = TypeVar("T")
 
 @dataclass
 class RunContext:
-    """What one pipeline run has already done; ``counts`` say how often each step really ran."""
+    """What one pipeline run has already done."""
 
     repo_path: Optional[Path]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     end_time: Optional[datetime] = None
     show_progress: bool = True
     batch_size: int = 32
-    counts: Counter = field(default_factory=Counter)
     _memo: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _key_locks: dict[Hashable, threading.RLock] = field(default_factory=dict)
@@ -47,7 +45,6 @@ class RunContext:
                     return self._memo[key]
             value = compute()
             with self._lock:
-                self.counts[key[0] if isinstance(key, tuple) else key] += 1
                 self._memo[key] = value
             return value
 
@@ -67,10 +64,6 @@ class RunContext:
         """What ``once`` computed for keys ``(kind, ...)``, in the order it computed them."""
         with self._lock:
             return [v for k, v in self._memo.items() if isinstance(k, tuple) and k[0] == kind]
-
-    def count(self, what: str, n: int = 1) -> None:
-        with self._lock:
-            self.counts[what] += n
 
 
 @dataclass
