@@ -12,10 +12,10 @@ import csv
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pandas as pd
 from feast.data_format import ParquetFormat
@@ -24,9 +24,8 @@ from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
 
 from mm_feast.core.errors import MediaSourceNotFound, UserError
 from mm_feast.media import SegmentationConfig, detect_modality
-from mm_feast.media.audio import AudioWindowing
-from mm_feast.media.base import MediaError, sha256_file
-from mm_feast.media.video import FrameSampling
+from mm_feast.media.base import MediaError
+from mm_feast.media.file import MediaFile
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +49,9 @@ class ManifestRow:
     error: Optional[str] = None  # set when the file could not even be read
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def content_hash(path: str | Path) -> tuple[int, str]:
-    """(size, sha256) of a file, memoised on (path, size, mtime) so that every view of one
-    collection can rescan it in the same process without re-reading unchanged files."""
-    stat = Path(path).stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_file(path)
-    return stat.st_size, _HASHES[key]
+def read_once(path: str | Path) -> MediaFile:
+    """Read a file for its hash and type, keeping no bytes (a scan outside a run)."""
+    return MediaFile.read(path, in_memory_limit=0)
 
 
 def resolve_path(repo_path: Optional[Path], uri: str) -> Path:
@@ -232,14 +223,20 @@ class MediaSource(_JsonOptionsSource):
             )
         return rows
 
-    def scan(self, repo_path: Optional[Path] = None, write: bool = True) -> list[ManifestRow]:
-        """List the collection's items with content sha256; unreadable files keep an error."""
+    def scan(self, repo_path: Optional[Path] = None, write: bool = True,
+             read: Optional[Callable[[str], MediaFile]] = None) -> list[ManifestRow]:
+        """List the collection's items with content sha256; unreadable files keep an error.
+
+        ``read`` is how a file is read: a run passes its read cache, so the bytes hashed here also
+        serve the probe and the decode; alone, each file is read once for its hash and type."""
         self.last_warnings = []
+        read = read or read_once
         rows = []
         for row in self.listed_items(repo_path):
             try:
-                row.modality = row.modality or detect_modality(row.uri)
-                row.size_bytes, row.sha256 = content_hash(row.uri)
+                file = read(row.uri)
+                row.modality = row.modality or detect_modality(file)
+                row.size_bytes, row.sha256 = file.size, file.sha256
             except MediaError as exc:
                 row.modality, row.error = row.modality or UNKNOWN_MODALITY, exc.reason
             except OSError as exc:
@@ -276,16 +273,10 @@ class MediaSource(_JsonOptionsSource):
 
 
 def segmentation_to_dict(config: SegmentationConfig) -> dict[str, Any]:
-    return asdict(config)
+    return config.to_dict()
 
 
-def segmentation_from_dict(data: dict[str, Any]) -> SegmentationConfig:
-    data = dict(data)
-    return SegmentationConfig(
-        frame_sampling=FrameSampling(**data.pop("frame_sampling")),
-        audio_windowing=AudioWindowing(**data.pop("audio_windowing")),
-        **data,
-    )
+segmentation_from_dict = SegmentationConfig.from_dict
 
 
 class EmbeddingSource(_JsonOptionsSource):

@@ -176,7 +176,7 @@ def test_decompression_bomb_refused(tmp_path: Path) -> None:
     config = SegmentationConfig(max_pixels=1000)
     with pytest.raises(MediaError, match="too large"):
         segment_file(tmp_path / "big.png", config=config)
-    assert segment_image(tmp_path / "big.png", "h", max_pixels=40_000)[0].data.shape == (200, 200, 3)
+    assert segment_image(tmp_path / "big.png", max_pixels=40_000)[0].data.shape == (200, 200, 3)
 
     # Header-only bombs: refused from the header, before any pixel data is decoded.
     (tmp_path / "bomb60mp.png").write_bytes(_png_with_size(10_000, 6_000))  # our limit
@@ -218,17 +218,17 @@ def _assert_times(segments, expected_ms: list[int]) -> None:
 @pytest.mark.parametrize("key", ["cfr_mp4", "cfr_mpeg4_mkv"])
 def test_cfr_video_timestamps(videos, key: str) -> None:
     path = videos[key]
-    segs = segment_video(path, "h", FrameSampling("every_n_seconds", 0.5))
+    segs = segment_video(path, FrameSampling("every_n_seconds", 0.5))
     _assert_times(segs, [0, 500, 1000, 1500])
     assert segs[-1].locator.end_s == pytest.approx(2.0, abs=1e-3)  # last frame 1.9 + 0.1
     assert segs[0].data.shape == (48, 64, 3) and segs[0].data.dtype == np.uint8
     assert all(s.locator.modality == "video" for s in segs)
 
-    every_frame = segment_video(path, "h", FrameSampling("fps", 10))
+    every_frame = segment_video(path, FrameSampling("fps", 10))
     _assert_times(every_frame, CFR_MS)
     # more samples than frames: each frame is used once, never duplicated
-    _assert_times(segment_video(path, "h", FrameSampling("fps", 30)), CFR_MS)
-    _assert_times(segment_video(path, "h", FrameSampling("fps", 3)),
+    _assert_times(segment_video(path, FrameSampling("fps", 30)), CFR_MS)
+    _assert_times(segment_video(path, FrameSampling("fps", 3)),
                   [0, 400, 700, 1000, 1400, 1700])
 
 
@@ -237,12 +237,12 @@ def test_vfr_video_timestamps_follow_pts(videos, key: str) -> None:
     path = videos[key]
     # grid 0, .5, 1, 1.5 (gap -> 2.0), 2.5 (gap -> 3.3), 3.0 (same frame, not repeated)
     expected = [0, 500, 1000, 2000, 3300]
-    _assert_times(segment_video(path, "h", FrameSampling("every_n_seconds", 0.5)), expected)
-    _assert_times(segment_video(path, "h", FrameSampling("fps", 2)), expected)
-    _assert_times(segment_video(path, "h", FrameSampling("fps", 1000)), VFR_MS)
+    _assert_times(segment_video(path, FrameSampling("every_n_seconds", 0.5)), expected)
+    _assert_times(segment_video(path, FrameSampling("fps", 2)), expected)
+    _assert_times(segment_video(path, FrameSampling("fps", 1000)), VFR_MS)
 
     # Frame content proves the right frame sits at each timestamp (frame i has value 23*i).
-    segs = segment_video(path, "h", FrameSampling("every_n_seconds", 1.0))
+    segs = segment_video(path, FrameSampling("every_n_seconds", 1.0))
     _assert_times(segs, [0, 1000, 2000, 3300])
     for seg in segs:
         index = VFR_MS.index(round(seg.locator.start_s * 1000))
@@ -258,7 +258,7 @@ def test_vfr_video_timestamps_follow_pts(videos, key: str) -> None:
                                          ("cfr_mp4", [0, 700, 1500])])
 def test_keyframes_mode(videos, key: str, key_ms: list[int]) -> None:
     path = videos[key]
-    segs = segment_video(path, "h", FrameSampling("keyframes", 0))
+    segs = segment_video(path, FrameSampling("keyframes", 0))
     _assert_times(segs, key_ms)
     assert all(s.extra["key_frame"] for s in segs)
     # ground truth from a full decode
@@ -287,7 +287,7 @@ def test_undecodable_video(tmp_path: Path) -> None:
     path = tmp_path / "junk.mp4"
     path.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 4)
     with pytest.raises(MediaError):
-        segment_video(path, "h")
+        segment_video(path)
 
 
 # ----------------------------------------------------------------------------- audio
@@ -296,7 +296,7 @@ def test_undecodable_video(tmp_path: Path) -> None:
 def test_audio_windows_8k_mono(tmp_path: Path) -> None:
     path = tmp_path / "phone.wav"
     write_wav(path, 8000, 1, 2.5, channel_values=[16384])
-    segs = segment_audio(path, "h", AudioWindowing(window_s=1.0, hop_s=1.0, sample_rate=16000))
+    segs = segment_audio(path, AudioWindowing(window_s=1.0, hop_s=1.0, sample_rate=16000))
     assert [(s.locator.start_s, s.locator.end_s) for s in segs] == [(0, 1), (1, 2), (2, 2.5)]
     assert [s.data.size for s in segs] == [16000, 16000, 8000]
     assert all(s.sample_rate == 16000 and s.data.dtype == np.float32 for s in segs)
@@ -310,12 +310,12 @@ def test_audio_windows_96k_six_channels(tmp_path: Path) -> None:
     assert audio.ndim == 1 and audio.size == 40000
     assert audio[20000] == pytest.approx(3500 / 32768, abs=1e-3)
 
-    segs = segment_audio(path, "h", AudioWindowing(window_s=1.0, hop_s=0.5, sample_rate=16000))
+    segs = segment_audio(path, AudioWindowing(window_s=1.0, hop_s=0.5, sample_rate=16000))
     assert [(s.locator.start_s, s.locator.end_s) for s in segs] == [
         (0, 1), (0.5, 1.5), (1, 2), (1.5, 2.5)]
 
     # trailing partial below min_last_fraction is dropped
-    segs = segment_audio(path, "h", AudioWindowing(window_s=2.0, hop_s=2.0, sample_rate=8000,
+    segs = segment_audio(path, AudioWindowing(window_s=2.0, hop_s=2.0, sample_rate=8000,
                                                    min_last_fraction=0.5))
     assert [(s.locator.start_s, s.locator.end_s) for s in segs] == [(0, 2)]
     assert segs[0].sample_rate == 8000 and segs[0].data.size == 16000
@@ -349,7 +349,7 @@ def test_text_blocks_offsets_exact(tmp_path: Path) -> None:
             "   Indented third paragraph.   \n\n\n")
     path = tmp_path / "doc.txt"
     path.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
-    segs = segment_text(path, "h")
+    segs = segment_text(path)
     assert [s.data for s in segs] == [
         "Title line",
         "First paragraph, line one.\nLine two with émoji 🎉 and 漢字.",
@@ -395,7 +395,7 @@ def test_text_errors_name_the_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
     with pytest.raises(MediaError, match="empty file") as err:
-        segment_text(empty, "h")
+        segment_text(empty)
     assert "empty.txt" in str(err.value)
 
 
@@ -415,5 +415,7 @@ def test_detect_modality_and_unsupported(tmp_path: Path) -> None:
     assert detect_modality(wav) == "audio"
     (tmp_path / "notes.md").write_text("hello", encoding="utf-8")
     assert detect_modality(tmp_path / "notes.md") == "text"
-    seg = segment_file(tmp_path / "notes.md", sha256="given")[0]
-    assert seg.locator.sha256 == "given" and seg.data == "hello"
+    seg = segment_file(tmp_path / "notes.md", sha256=sha256_file(tmp_path / "notes.md"))[0]
+    assert seg.locator.sha256 == sha256_file(tmp_path / "notes.md") and seg.data == "hello"
+    with pytest.raises(MediaError, match="content changed"):  # the hash a caller holds must still be the file's
+        segment_file(tmp_path / "notes.md", sha256="0" * 64)

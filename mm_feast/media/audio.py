@@ -9,41 +9,18 @@ samples at the target rate, so ``start_s``/``end_s`` are exact multiples of
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional
+from fractions import Fraction
+from typing import Any, Iterator, Optional
 
 import av
 import numpy as np
 
-from .base import Locator, MediaError, Segment, require_nonempty_file
+from .base import NAN, Locator, MediaError, MediaFacts, Segment, container_format
+from .config import AudioWindowing, SegmentationConfig  # AudioWindowing lived here: its old import path stays
+from .file import MediaFile, Source, as_media_file
+from .registry import Modality, register
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AudioWindowing:
-    """Fixed-length windows every ``hop_s`` seconds, at ``sample_rate``.
-
-    The trailing partial window (audio left after the last full window) is kept *shorter*,
-    not zero-padded, when it holds at least ``min_last_fraction`` of a window: padding would
-    invent silence that an encoder then embeds, and the locator's ``end_s`` stays the true
-    end of the audio. Encoders needing fixed-length input pad themselves. A clip shorter than
-    one window always yields exactly one (short) segment, so short files are never dropped.
-    """
-
-    window_s: float = 1.0
-    hop_s: float = 1.0
-    sample_rate: int = 16000
-    min_last_fraction: float = 0.25
-
-    def __post_init__(self) -> None:
-        if not self.window_s > 0 or not self.hop_s > 0:
-            raise ValueError("AudioWindowing.window_s and hop_s must be > 0")
-        if int(self.sample_rate) <= 0:
-            raise ValueError("AudioWindowing.sample_rate must be > 0")
-        if not 0.0 <= self.min_last_fraction <= 1.0:
-            raise ValueError("AudioWindowing.min_last_fraction must be within [0, 1]")
 
 
 # Scale factors that map each integer sample format onto [-1, 1).
@@ -103,21 +80,19 @@ class _Resampler:
         return self._run(None) if self._resampler is not None else []
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Decode the first audio stream to 1-D mono float32 at ``sample_rate``.
+def _decoded_chunks(file: MediaFile, sample_rate: int) -> Iterator[np.ndarray]:
+    """The first audio stream as mono float32 chunks at ``sample_rate``, decoded lazily.
 
-    Decoded samples are taken as contiguous from the stream start (gaps in timestamps are
-    not filled).
-    """
-    p = require_nonempty_file(path)
+    Decoded samples are taken as contiguous from the stream start (gaps in timestamps are not
+    filled)."""
+    path = file.path
     try:
-        container = av.open(str(p), mode="r")
+        container = av.open(file.open(), mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(p, f"cannot open audio: {exc}") from exc
-    chunks: list[np.ndarray] = []
+        raise MediaError(path, f"cannot open audio: {exc}") from exc
     with container:
         if not container.streams.audio:
-            raise MediaError(p, "no audio stream")
+            raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]
         resampler = _Resampler(int(sample_rate))
         decoded = 0
@@ -126,56 +101,147 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
                 if frame.samples == 0:
                     continue
                 decoded += frame.samples
-                chunks += resampler.push(_frame_to_mono(frame), frame.sample_rate)
-            chunks += resampler.flush()
+                yield from resampler.push(_frame_to_mono(frame), frame.sample_rate)
+            yield from resampler.flush()
         except (av.FFmpegError, ValueError) as exc:
             if decoded == 0:
-                raise MediaError(p, f"cannot decode audio: {exc}") from exc
-            logger.warning("%s: audio decoding stopped after %d samples: %s", p, decoded, exc)
+                raise MediaError(path, f"cannot decode audio: {exc}") from exc
+            logger.warning("%s: audio decoding stopped after %d samples: %s", path, decoded, exc)
     if decoded == 0:
-        raise MediaError(p, "zero-length audio")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    if audio.size == 0:
-        raise MediaError(p, "zero-length audio")
-    return audio
+        raise MediaError(path, "zero-length audio")
+
+
+def load_audio(source: Source, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream to 1-D mono float32 at ``sample_rate``."""
+    file = as_media_file(source)
+    chunks = [c for c in _decoded_chunks(file, sample_rate) if c.size]
+    if not chunks:
+        raise MediaError(file.path, "zero-length audio")
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def window_bounds(n_samples: int, windowing: AudioWindowing) -> list[tuple[int, int]]:
     """Sample-index ``[start, end)`` pairs for the windows of an ``n_samples`` signal."""
-    rate = int(windowing.sample_rate)
-    win = max(1, round(windowing.window_s * rate))
-    hop = max(1, round(windowing.hop_s * rate))
-    if n_samples <= 0:
-        return []
-    if n_samples <= win:
-        return [(0, n_samples)]
-    bounds = []
-    start = 0
-    while start + win <= n_samples:
-        bounds.append((start, start + win))
-        start += hop
-    # Only the first partial window is needed: later ones (hop < window) are its subsets.
-    last_end = bounds[-1][1]
-    if start < n_samples and last_end < n_samples:
-        if n_samples - start >= windowing.min_last_fraction * win:
-            bounds.append((start, n_samples))
+    return list(_Windower(windowing).bounds(n_samples))
+
+
+class _Windower:
+    """Window arithmetic, shared by the streaming segmenter and :func:`window_bounds`."""
+
+    def __init__(self, windowing: AudioWindowing):
+        self.windowing = windowing
+        self.rate = int(windowing.sample_rate)
+        self.win = max(1, round(windowing.window_s * self.rate))
+        self.hop = max(1, round(windowing.hop_s * self.rate))
+
+    def tail(self, next_start: int, last_end: Optional[int], n_samples: int) -> Optional[tuple[int, int]]:
+        """The window after the full ones: the whole clip if it is shorter than a window, else the
+        first partial window, if it is long enough (later ones, when hop < window, are its subsets)."""
+        if n_samples <= 0:
+            return None
+        if last_end is None:
+            return (0, n_samples)
+        if next_start < n_samples and last_end < n_samples:
+            if n_samples - next_start >= self.windowing.min_last_fraction * self.win:
+                return (next_start, n_samples)
+            logger.debug("dropping %d-sample tail (< %.2f of a window)", n_samples - next_start,
+                         self.windowing.min_last_fraction)
+        return None
+
+    def bounds(self, n_samples: int) -> Iterator[tuple[int, int]]:
+        start, last_end = 0, None
+        if n_samples > self.win:
+            while start + self.win <= n_samples:
+                yield start, start + self.win
+                last_end = start + self.win
+                start += self.hop
+        tail = self.tail(start, last_end, n_samples)
+        if tail is not None:
+            yield tail
+
+
+def _window_segments(file: MediaFile, windowing: AudioWindowing) -> Iterator[Segment]:
+    """Mono windows with ``start_s``/``end_s`` in seconds from the start of the audio, cut while
+    decoding: memory holds one window and one decoded chunk, not the whole file."""
+    w = _Windower(windowing)
+    rate = w.rate
+    buffer = np.zeros(0, np.float32)
+    buffer_start = 0  # sample index of buffer[0]
+    next_start, last_end = 0, None
+    total = 0
+
+    def segment(start: int, end: int) -> Segment:
+        locator = Locator(uri=str(file.path), sha256=file.sha256, modality="audio", start_s=start / rate, end_s=end / rate)
+        data = buffer[start - buffer_start : end - buffer_start].copy()
+        return Segment(locator=locator, data=data, sample_rate=rate)
+
+    for chunk in _decoded_chunks(file, rate):
+        buffer = np.concatenate([buffer, chunk.astype(np.float32, copy=False)])
+        total += chunk.size
+        # a window ending exactly at the end of the clip is only known to be full, not the whole
+        # clip, once more audio arrives; so a window is cut when audio beyond it exists
+        while next_start + w.win < total:
+            yield segment(next_start, next_start + w.win)
+            last_end = next_start + w.win
+            next_start += w.hop
+            drop = min(next_start, total) - buffer_start
+            buffer, buffer_start = buffer[drop:], buffer_start + drop
+    if total == 0:
+        raise MediaError(file.path, "zero-length audio")
+    if total > w.win:
+        while next_start + w.win <= total:
+            yield segment(next_start, next_start + w.win)
+            last_end = next_start + w.win
+            next_start += w.hop
+    tail = w.tail(next_start, last_end, total)
+    if tail is not None:
+        yield segment(*tail)
+
+
+def segment_audio(source: Source, windowing: AudioWindowing | None = None) -> list[Segment]:
+    return list(_window_segments(as_media_file(source), windowing or AudioWindowing()))
+
+
+def _audio_facts(file: MediaFile) -> MediaFacts:
+    facts = MediaFacts()
+    with av.open(file.open()) as container:
+        facts.format = container_format(container.format.name, file.path)
+        facts.audio_streams = float(len(container.streams.audio))
+        facts.video_streams = float(
+            sum(1 for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
+        )
+        if not container.streams.audio:
+            return facts
+        stream = container.streams.audio[0]
+        facts.sample_rate = float(stream.sample_rate or NAN)
+        facts.channels = float(stream.codec_context.layout.nb_channels or NAN)
+        if container.duration:
+            declared = container.duration / 1_000_000  # AV_TIME_BASE
+        elif stream.duration and stream.time_base:
+            declared = float(stream.duration * stream.time_base)
         else:
-            logger.debug("dropping %d-sample tail (< %.2f of a window)",
-                         n_samples - start, windowing.min_last_fraction)
-    return bounds
+            declared = NAN
+        # Sum of packet durations: the stream's real length, without decoding a sample.
+        total = sum(p.duration or 0 for p in container.demux(stream))
+        actual = float(Fraction(total) * stream.time_base) if stream.time_base else NAN
+    facts.set_duration(declared, actual)
+    return facts
 
 
-def segment_audio(
-    path: str | Path, sha256: str, windowing: AudioWindowing | None = None
-) -> list[Segment]:
-    """Mono windows with ``start_s``/``end_s`` in seconds from the start of the audio."""
-    windowing = windowing or AudioWindowing()
-    rate = int(windowing.sample_rate)
-    audio = load_audio(path, rate)
-    segments = []
-    for start, end in window_bounds(audio.size, windowing):
-        locator = Locator(uri=str(path), sha256=sha256, modality="audio",
-                          start_s=start / rate, end_s=end / rate)
-        # copy: a view would keep the whole decoded file alive as long as any window is.
-        segments.append(Segment(locator=locator, data=audio[start:end].copy(), sample_rate=rate))
-    return segments
+@register
+class AudioModality(Modality):
+    name = "audio"
+    extensions = ("wav", "wave", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff",
+                  "aifc", "wma", "amr", "au", "snd", "caf", "mka", "ac3", "spx")
+
+    def probe(self, file: MediaFile) -> MediaFacts:
+        return _audio_facts(file)
+
+    def iter_segments(self, file: MediaFile, config: SegmentationConfig) -> Iterator[Segment]:
+        return _window_segments(file, config.audio_windowing)
+
+    def decode_at(self, file: MediaFile, locator: Locator, config: SegmentationConfig) -> Any:
+        """The window's samples, cut by sample offsets from the file decoded at the view's rate."""
+        rate = int(config.audio_windowing.sample_rate)
+        audio = load_audio(file, rate)
+        return audio[round((locator.start_s or 0.0) * rate) : round((locator.end_s or 0.0) * rate)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 MODALITIES = ("image", "video", "audio", "text")
+NAN = float("nan")
 
 
 class MediaError(Exception):
@@ -81,3 +83,64 @@ def require_nonempty_file(path: str | Path) -> Path:
     if p.stat().st_size == 0:
         raise MediaError(p, "empty file")
     return p
+
+
+@dataclass
+class MediaFacts:
+    """What a file's headers and packets say, without decoding a pixel or a sample: NaN or None
+    where a fact does not apply to the modality or is unknown (the media gate's expectations skip
+    those, so a file that could not be probed fails one check, not every check)."""
+
+    format: Optional[str] = None
+    width: float = NAN
+    height: float = NAN
+    pixels: float = NAN
+    mode: Optional[str] = None
+    duration_s: float = NAN
+    declared_duration_s: float = NAN
+    duration_mismatch: float = NAN
+    fps: float = NAN
+    frame_interval_cv: float = NAN
+    video_streams: float = NAN
+    audio_streams: float = NAN
+    sample_rate: float = NAN
+    channels: float = NAN
+    encoding: Optional[str] = None
+    chars: float = NAN
+
+    def set_duration(self, declared: float, actual: float) -> None:
+        """Record what the header claims and what the packets show, and how far apart they are."""
+        self.declared_duration_s, self.duration_s = declared, actual
+        if not (math.isnan(declared) or math.isnan(actual)):
+            self.duration_mismatch = abs(declared - actual) / max(actual, 1e-3)
+
+
+# Canonical format names, so `.jpg` and Pillow's "JPEG" or `.mkv` and FFmpeg's "matroska,webm" compare.
+_FORMAT_ALIASES = {
+    "jpg": "jpeg", "jpe": "jpeg", "jfif": "jpeg", "tif": "tiff", "dib": "bmp", "mpo": "jpeg",
+    "m4v": "mp4", "mov": "mp4", "3gp": "mp4", "3g2": "mp4", "m4a": "mp4", "mj2": "mp4",
+    "mkv": "matroska", "webm": "matroska", "mka": "matroska",
+    "wave": "wav", "aif": "aiff", "aifc": "aiff", "oga": "ogg", "ogv": "ogg", "opus": "ogg",
+    "mpg": "mpeg", "m2ts": "mpegts", "mts": "mpegts", "ts": "mpegts",
+}
+
+
+def canonical_format(name: str) -> str:
+    name = name.lower().strip().lstrip(".")
+    return _FORMAT_ALIASES.get(name, name)
+
+
+def declared_format(path: str | Path) -> str:
+    """The format a file's name promises (its extension), e.g. ``photo.jpg`` -> ``jpeg``."""
+    suffix = Path(path).suffix
+    return canonical_format(suffix) if suffix else ""
+
+
+def container_format(family_names: str, path: str | Path) -> str:
+    """FFmpeg names demuxer families ("mov,mp4,m4a,3gp,3g2,mj2"): the file's declared name if it
+    is in the family, else the family's first name."""
+    declared = declared_format(path)
+    family = [canonical_format(n) for n in family_names.split(",") if n]
+    if declared and declared in family:
+        return declared
+    return family[0] if family else ""

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
+from typing import Any, Iterator
 
-from .base import Locator, MediaError, Segment, require_nonempty_file
+from .base import Locator, MediaError, MediaFacts, Segment
+from .config import SegmentationConfig
+from .file import MediaFile, Source, as_media_file
+from .registry import Modality, register
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +27,11 @@ _SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\)\]\u201d\u2019]*
 _SPACE = re.compile(r"\s+")
 
 
-def decode_text(path: str | Path) -> str:
+def decode_text(source: Source) -> str:
     """Strict UTF-8 decode; a UTF-8 BOM is dropped and offsets count from after it."""
-    p = require_nonempty_file(path)
-    raw = p.read_bytes()
+    file = as_media_file(source)
+    p = file.path
+    raw = file.bytes()
     skip = len(_BOM) if raw.startswith(_BOM) else 0
     try:
         return raw[skip:].decode("utf-8", errors="strict")
@@ -96,14 +100,39 @@ def block_spans(text: str, max_chars: int = 1000) -> list[tuple[int, int]]:
     return blocks
 
 
-def segment_text(path: str | Path, sha256: str, max_chars: int = 1000) -> list[Segment]:
+def _block_segments(file: MediaFile, max_chars: int) -> Iterator[Segment]:
     """Blocks of the decoded text; ``text[char_start:char_end] == segment.data``."""
-    text = decode_text(path)
+    text = decode_text(file)
     if not text.strip():
-        raise MediaError(path, "text is empty or whitespace-only")
-    segments = []
+        raise MediaError(file.path, "text is empty or whitespace-only")
     for index, (start, end) in enumerate(block_spans(text, max_chars)):
-        locator = Locator(uri=str(path), sha256=sha256, modality="text",
-                          char_start=start, char_end=end)
-        segments.append(Segment(locator=locator, data=text[start:end], extra={"block": index}))
-    return segments
+        locator = Locator(uri=str(file.path), sha256=file.sha256, modality="text", char_start=start, char_end=end)
+        yield Segment(locator=locator, data=text[start:end], extra={"block": index})
+
+
+def segment_text(source: Source, max_chars: int = 1000) -> list[Segment]:
+    return list(_block_segments(as_media_file(source), max_chars))
+
+
+@register
+class TextModality(Modality):
+    name = "text"
+    extensions = ("txt", "text", "md", "markdown", "rst", "csv", "tsv", "json", "jsonl", "ndjson",
+                  "xml", "html", "htm", "log", "yaml", "yml", "tex", "srt", "vtt")
+
+    def probe(self, file: MediaFile) -> MediaFacts:
+        facts = MediaFacts(format="text")
+        try:
+            text = decode_text(file)
+        except MediaError as exc:
+            facts.encoding = exc.reason  # the observed value names the bad byte and its offset
+            return facts
+        facts.encoding = "utf-8"
+        facts.chars = float(len(text.strip()))
+        return facts
+
+    def iter_segments(self, file: MediaFile, config: SegmentationConfig) -> Iterator[Segment]:
+        return _block_segments(file, config.max_chars)
+
+    def decode_at(self, file: MediaFile, locator: Locator, config: SegmentationConfig) -> Any:
+        return decode_text(file)[locator.char_start : locator.char_end]

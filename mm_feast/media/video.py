@@ -14,53 +14,24 @@ import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Iterator, Optional
 
 import av
+import numpy as np
 
-from .base import Locator, MediaError, Segment, require_nonempty_file
+from .base import NAN, Locator, MediaError, MediaFacts, Segment, container_format
+from .config import FrameSampling, SegmentationConfig  # FrameSampling lived here: keep importing it from here working
+from .file import MediaFile, Source, as_media_file
+from .registry import Modality, register
 
 logger = logging.getLogger(__name__)
 
-SamplingMode = Literal["every_n_seconds", "fps", "keyframes"]
-_MODES = ("every_n_seconds", "fps", "keyframes")
 
-
-@dataclass(frozen=True)
-class FrameSampling:
-    """Which frames of a video become segments.
-
-    * ``every_n_seconds``: the first frame at or after each multiple of ``value`` seconds.
-    * ``fps``: the same with a grid step of ``1 / value`` seconds.
-    * ``keyframes``: every keyframe (decoder skips non-key frames: fast); ``value`` unused.
-
-    A grid point that falls inside a gap between frames is served by the next frame; a
-    frame serves at most once, so long gaps never produce duplicate frames.
-    """
-
-    mode: SamplingMode = "every_n_seconds"
-    value: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in _MODES:
-            raise ValueError(f"FrameSampling.mode must be one of {_MODES}, got {self.mode!r}")
-        if self.mode != "keyframes" and not self.value > 0:
-            raise ValueError(f"FrameSampling.value must be > 0 for mode {self.mode!r}")
-
-    def interval(self) -> Optional[Fraction]:
-        """Grid step in seconds as an exact fraction (None for keyframes)."""
-        if self.mode == "keyframes":
-            return None
-        # Fraction(str(x)) makes 0.1 exactly 1/10 rather than its binary approximation.
-        value = Fraction(str(float(self.value)))
-        return value if self.mode == "every_n_seconds" else 1 / value
-
-
-def _open(path: Path) -> av.container.InputContainer:
+def _open(file: MediaFile) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r")
+        return av.open(file.open(), mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(path, f"cannot open video: {exc}") from exc
+        raise MediaError(file.path, f"cannot open video: {exc}") from exc
 
 
 def _video_stream(path: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -112,15 +83,15 @@ class _StreamEnd:
         return Fraction(self.max_pts + last - (stream.start_time or 0)) * stream.time_base
 
 
-def _decode_sampled(path: Path, sampling: FrameSampling) -> tuple[list[_SampledFrame], Fraction]:
-    """Decode the stream once; return the sampled frames and the stream end time.
+def _sampled_frames(file: MediaFile, sampling: FrameSampling) -> Iterator[tuple[_SampledFrame, Optional[Fraction]]]:
+    """Decode the stream once, lazily: each sampled frame with the stream end (None until the
+    last frame, which comes with the end time).
 
-    Only sampled frames are converted to RGB, so memory grows with the sample count, not
-    with the video length.
+    Only sampled frames are converted to RGB, so memory grows with the sample count, not with the
+    video length; a caller that stops early decodes no further.
     """
-    sampled: list[_SampledFrame] = []
-    container = _open(path)
-    with container:
+    path = file.path
+    with _open(file) as container:
         stream = _video_stream(path, container)
         stream.thread_type = "AUTO"
         if sampling.mode == "keyframes":
@@ -134,6 +105,7 @@ def _decode_sampled(path: Path, sampling: FrameSampling) -> tuple[list[_SampledF
         last_t: Optional[Fraction] = None
         stream_end = _StreamEnd()
         decoded = 0
+        held: Optional[_SampledFrame] = None  # one frame of lookahead: its end is the next one's time
         try:
             for packet in container.demux(stream):
                 # All packets are demuxed even when the decoder skips non-key frames.
@@ -153,48 +125,140 @@ def _decode_sampled(path: Path, sampling: FrameSampling) -> tuple[list[_SampledF
                             continue
                         # Smallest grid point strictly after t: one frame per grid cell.
                         next_grid = (t // step + 1) * step
-                    sampled.append(_SampledFrame(t, frame.pts, bool(frame.key_frame),
-                                                 frame.to_ndarray(format="rgb24")))
+                    if held is not None:
+                        yield held, None
+                    held = _SampledFrame(t, frame.pts, bool(frame.key_frame), frame.to_ndarray(format="rgb24"))
         except (av.FFmpegError, ValueError) as exc:
             if decoded == 0:
                 raise MediaError(path, f"cannot decode video: {exc}") from exc
             logger.warning("%s: video decoding stopped after %d frames: %s", path, decoded, exc)
-        if last_t is None:
+        if last_t is None or held is None:
             raise MediaError(path, "video has zero decodable frames")
         end_t = stream_end.seconds(stream)
-        return sampled, last_t if end_t is None else max(end_t, last_t)
+        yield held, last_t if end_t is None else max(end_t, last_t)
 
 
-def segment_video(path: str | Path, sha256: str, sampling: FrameSampling | None = None) -> list[Segment]:
-    """Sampled frames as RGB segments; ``start_s`` is the frame's presentation time and
-    ``end_s`` the next sampled frame's time (the stream end for the last one)."""
-    p = require_nonempty_file(path)
-    sampling = sampling or FrameSampling()
-    frames, stream_end = _decode_sampled(p, sampling)
-    ends = [f.t for f in frames[1:]] + [stream_end]
-    segments = []
-    for frame, end_t in zip(frames, ends):
-        locator = Locator(uri=str(path), sha256=sha256, modality="video",
+def _frame_segments(file: MediaFile, sampling: FrameSampling) -> Iterator[Segment]:
+    """Sampled frames as RGB segments; ``start_s`` is the frame's presentation time and ``end_s``
+    the next sampled frame's time (the stream end for the last one)."""
+    previous: Optional[_SampledFrame] = None
+    count = 0
+
+    def segment(frame: _SampledFrame, end_t: Fraction) -> Segment:
+        locator = Locator(uri=str(file.path), sha256=file.sha256, modality="video",
                           start_s=float(frame.t), end_s=float(end_t))
-        extra = {"pts": frame.pts, "key_frame": frame.key_frame}
-        segments.append(Segment(locator=locator, data=frame.rgb, extra=extra))
-    logger.debug("%s: %d frames sampled (%s)", p, len(segments), sampling)
-    return segments
+        return Segment(locator=locator, data=frame.rgb, extra={"pts": frame.pts, "key_frame": frame.key_frame})
+
+    for frame, stream_end in _sampled_frames(file, sampling):
+        if previous is not None:
+            yield segment(previous, frame.t)
+            count += 1
+        previous = frame
+        if stream_end is not None:
+            yield segment(frame, stream_end)
+            count += 1
+    logger.debug("%s: %d frames sampled (%s)", file.path, count, sampling)
 
 
-def video_duration(path: str | Path) -> float:
-    """Length of the first video stream in seconds (see :class:`_StreamEnd`), from packets
-    only, without decoding."""
-    p = require_nonempty_file(path)
-    with _open(p) as container:
-        stream = _video_stream(p, container)
+def segment_video(source: Source, sampling: FrameSampling | None = None) -> list[Segment]:
+    return list(_frame_segments(as_media_file(source), sampling or FrameSampling()))
+
+
+def _demux_facts(file: MediaFile, facts: MediaFacts) -> None:
+    """Container and stream headers, then one pass over the packets (no decoding) for the real
+    duration and the regularity of the frame times."""
+    with _open(file) as container:
+        facts.format = container_format(container.format.name, file.path)
+        streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        facts.video_streams = float(len(streams))
+        facts.audio_streams = float(len(container.streams.audio))
+        stream = streams[0] if streams else None
+        declared = _container_duration(container, stream)
+        if stream is None:
+            facts.declared_duration_s = declared
+            return
+        facts.width, facts.height = float(stream.codec_context.width), float(stream.codec_context.height)
+        facts.pixels = facts.width * facts.height
+        rate = stream.average_rate or stream.guessed_rate
+        facts.fps = float(rate) if rate else NAN
         stream_end = _StreamEnd()
+        pts: list[int] = []
         try:
             for packet in container.demux(stream):
                 stream_end.update(packet)
+                if packet.pts is not None:
+                    pts.append(packet.pts)
         except av.FFmpegError as exc:
-            raise MediaError(p, f"cannot read video: {exc}") from exc
+            raise MediaError(file.path, f"cannot read video: {exc}") from exc
+        facts.frame_interval_cv = _interval_cv(pts)
         end_t = stream_end.seconds(stream)
         if end_t is None:
-            raise MediaError(p, "video has zero frames")
-        return float(end_t)
+            raise MediaError(file.path, "video has zero frames")
+        facts.set_duration(declared, float(end_t))
+
+
+def _container_duration(container: Any, stream: Any) -> float:
+    """What the file claims its length is: the container header first, else the stream header."""
+    if container.duration:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    if stream is not None and stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return NAN
+
+
+def _interval_cv(pts: list[int]) -> float:
+    """Coefficient of variation of the gaps between presentation times (0 for constant frame
+    rate): a variable-frame-rate file is fine, but worth knowing."""
+    if len(pts) < 3:
+        return NAN
+    gaps = np.diff(np.asarray(sorted(pts), dtype=np.float64))
+    gaps = gaps[gaps > 0]
+    if gaps.size < 2 or gaps.mean() == 0:
+        return NAN
+    return float(gaps.std() / gaps.mean())
+
+
+def video_duration(source: Source) -> float:
+    """Length of the first video stream in seconds (see :class:`_StreamEnd`), from packets only."""
+    file = as_media_file(source)
+    facts = MediaFacts()
+    _demux_facts(file, facts)
+    if not facts.video_streams:
+        raise MediaError(file.path, "no video stream")
+    return facts.duration_s
+
+
+def frame_at(file: MediaFile, t: float, tolerance: float = 5e-4) -> np.ndarray:
+    """The RGB frame whose presentation time (relative to the stream start) is ``t`` seconds."""
+    with _open(file) as container:
+        stream = _video_stream(file.path, container)
+        start, time_base = stream.start_time or 0, stream.time_base
+        if time_base is None:
+            raise MediaError(file.path, "video stream has no time base")
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            frame_t = float((frame.pts - start) * time_base)
+            if abs(frame_t - t) <= tolerance:
+                return frame.to_ndarray(format="rgb24")
+            if frame_t > t + tolerance:
+                break
+    raise MediaError(file.path, f"no frame with presentation time {t:.3f}s")
+
+
+@register
+class VideoModality(Modality):
+    name = "video"
+    extensions = ("mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "flv", "mpg", "mpeg", "ts",
+                  "m2ts", "mts", "3gp", "3g2", "ogv", "vob", "asf", "mxf", "h264", "hevc")
+
+    def probe(self, file: MediaFile) -> MediaFacts:
+        facts = MediaFacts()
+        _demux_facts(file, facts)
+        return facts
+
+    def iter_segments(self, file: MediaFile, config: SegmentationConfig) -> Iterator[Segment]:
+        return _frame_segments(file, config.frame_sampling)
+
+    def decode_at(self, file: MediaFile, locator: Locator, config: SegmentationConfig) -> Any:
+        return frame_at(file, float(locator.start_s or 0.0))

@@ -16,6 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Hashable, Optional, TypeVar
 
+from mm_feast.media import MediaFile, ReadCache
+from mm_feast.media.registry import Probed, probe_safely
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -30,6 +33,7 @@ class RunContext:
     end_time: Optional[datetime] = None
     show_progress: bool = True
     batch_size: int = 32
+    files: ReadCache = field(default_factory=ReadCache)
     _memo: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _key_locks: dict[Hashable, threading.RLock] = field(default_factory=dict)
@@ -48,6 +52,15 @@ class RunContext:
                 self._memo[key] = value
             return value
 
+    def read(self, uri: str) -> MediaFile:
+        """The file's bytes and hash, read once per run while they fit the cache's budget: the scan's
+        read serves the probe and the decode of every view."""
+        return self.files.read(uri)
+
+    def probe(self, uri: str, sha256: str, modality: str) -> Probed:
+        """Header facts of one file as ``modality``, probed once per run for every view of it."""
+        return self.once(("probe", uri, sha256, modality), lambda: _probe(self.read(uri), sha256, modality))
+
     def _key_lock(self, key: Hashable) -> threading.RLock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.RLock())
@@ -64,6 +77,12 @@ class RunContext:
         """What ``once`` computed for keys ``(kind, ...)``, in the order it computed them."""
         with self._lock:
             return [v for k, v in self._memo.items() if isinstance(k, tuple) and k[0] == kind]
+
+
+def _probe(file: MediaFile, sha256: str, modality: str) -> Probed:
+    if sha256 and file.sha256 != sha256:
+        return Probed(error=f"content changed since it was scanned (sha256 is no longer {sha256[:16]}…)")
+    return probe_safely(file, modality)
 
 
 @dataclass

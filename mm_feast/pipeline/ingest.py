@@ -225,7 +225,7 @@ def scan_media(media: MediaSource, repo_path: Optional[Path] = None, context: Op
 def _scan(media: MediaSource, context: RunContext) -> tuple[list[ManifestRow], RunSummary]:
     started = time.perf_counter()
     summary = RunSummary(source=media.name, run_id=context.run_id)
-    rows = media.scan(context.repo_path, write=False)
+    rows = media.scan(context.repo_path, write=False, read=context.read)
     erased = erased_sha256s(context.repo_path)
     # the manifest (and the media_items view over it) never lists erased content
     media.write_manifest([r for r in rows if r.sha256 not in erased], context.repo_path)

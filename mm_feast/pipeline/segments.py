@@ -4,7 +4,7 @@ shares them (two text views with one segmentation decode each file once)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Optional
 
 from mm_feast.media import SegmentationConfig, segment_file
@@ -15,11 +15,7 @@ from mm_feast.sources import EmbeddingSource, ManifestRow
 
 def segmentation_for(source: EmbeddingSource, encoder: Any) -> SegmentationConfig:
     """The source's segmentation, decoding audio at the model's rate whatever the file's rate is."""
-    config = source.segmentation
-    sample_rate = getattr(encoder, "sample_rate", None)
-    if sample_rate and config.audio_windowing.sample_rate != sample_rate:
-        config = replace(config, audio_windowing=replace(config.audio_windowing, sample_rate=sample_rate))
-    return config
+    return source.segmentation.with_sample_rate(getattr(encoder, "sample_rate", None))
 
 
 def segment_group(source: EmbeddingSource, encoder: Any) -> tuple[str, str, str]:
@@ -35,5 +31,6 @@ def segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Any, contex
         context,
         (group, row.uri, row.sha256),
         uses,
-        lambda: segment_file(row.uri, modality=row.modality, config=config, sha256=row.sha256),
+        lambda: segment_file(context.read(row.uri) if context is not None else row.uri,
+                             modality=row.modality, config=config, sha256=row.sha256),
     )

@@ -24,7 +24,7 @@ from mm_feast.quality.embedding_gates import (
     save_reference,
 )
 from mm_feast.quality.ge import Failure, Validation, plain, unique_ids, validate
-from mm_feast.quality.media_gates import media_frame
+from mm_feast.quality.media_gates import ProbeFn, media_frame
 from mm_feast.quality.reports import compact, run_report, write_report
 from mm_feast.quality.suites import Suite, load_suite
 from mm_feast.stores.quarantine import QuarantineBook
@@ -146,7 +146,7 @@ class IngestGate:
         self.validations.append(validation)
         return validation
 
-    def check_media(self, rows: list[ManifestRow]) -> tuple[list[ManifestRow], list[tuple[ManifestRow, GateFailure]]]:
+    def check_media(self, rows: list[ManifestRow], probe: Optional[ProbeFn] = None) -> tuple[list[ManifestRow], list[tuple[ManifestRow, GateFailure]]]:
         """Hook before segmentation: probe every item, validate once, split passed from blocked.
 
         Rows that could not even be read pass through untouched: ingest quarantines them at the
@@ -155,7 +155,7 @@ class IngestGate:
         specs = self.suite.for_media(self.source.modality)
         if not readable or not specs:
             return rows, []
-        frame = media_frame(readable, self.source.modality)
+        frame = media_frame(readable, self.source.modality, probe)
         variables = {"max_pixels": self.source.segmentation.max_pixels}
         validation = self._validate(frame, specs, "media", variables=variables)
         ids = list(frame["row_id"])

@@ -19,6 +19,8 @@ from typing import Any, Optional, Sequence, TextIO
 import numpy as np
 import pandas as pd
 
+from mm_feast import media
+from mm_feast.media import Locator, SegmentationConfig
 from mm_feast.plugin.compat import online_store_of
 from mm_feast.stores.lineage import LineageDB
 from mm_feast.stores.quarantine import write_table
@@ -117,53 +119,13 @@ def print_lineage(nodes: Sequence[LineageNode], out: TextIO) -> None:
 
 def decode_at(ref: ParentRef, preprocess: Optional[dict[str, Any]] = None) -> Any:
     """The model input at a raw locator, decoded from the file itself, independently of the
-    segmenter: a video frame by its presentation time, an audio window by sample offsets, a
-    text block by character offsets, or a whole image. Raises if the file's bytes changed."""
-    from mm_feast.media import decode_text, load_audio, load_image
-    from mm_feast.media.base import MediaError, sha256_file
-
-    path = Path(ref.uri)
-    if not path.is_file():
-        raise MediaError(path, "file named by the lineage record no longer exists")
-    if sha256_file(path) != ref.sha256:
-        raise MediaError(path, f"content changed since ingestion (sha256 is no longer {ref.sha256[:16]}…)")
-    segmentation = (preprocess or {}).get("segmentation", {})
-    if ref.modality == "text":
-        return decode_text(path)[ref.char_start : ref.char_end]
-    if ref.modality == "image":
-        return load_image(path, **({"max_pixels": segmentation["max_pixels"]} if "max_pixels" in segmentation else {}))
-    if ref.modality == "audio":
-        rate = int(ref.sample_rate or 16000)
-        audio = load_audio(path, rate)
-        start, end = round((ref.start_s or 0.0) * rate), round((ref.end_s or 0.0) * rate)
-        return audio[start:end]
-    if ref.modality == "video":
-        return _video_frame_at(path, float(ref.start_s or 0.0))
-    raise MediaError(path, f"cannot decode a {ref.modality} locator")
-
-
-def _video_frame_at(path: Path, t: float, tolerance: float = 5e-4) -> np.ndarray:
-    """The RGB frame whose presentation time (relative to the stream start) is ``t`` seconds."""
-    import av
-
-    from mm_feast.media.base import MediaError
-
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise MediaError(path, "no video stream")
-        stream = container.streams.video[0]
-        start, time_base = stream.start_time or 0, stream.time_base
-        if time_base is None:
-            raise MediaError(path, "video stream has no time base")
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            frame_t = float((frame.pts - start) * time_base)
-            if abs(frame_t - t) <= tolerance:
-                return frame.to_ndarray(format="rgb24")
-            if frame_t > t + tolerance:
-                break
-    raise MediaError(path, f"no frame with presentation time {t:.3f}s")
+    segmenter (the modality registry's ``decode_at``): a video frame by its presentation time, an
+    audio window by sample offsets, a text block by character offsets, or a whole image. Raises if
+    the file's bytes changed."""
+    locator = Locator(uri=ref.uri, sha256=ref.sha256, modality=ref.modality, start_s=ref.start_s,
+                      end_s=ref.end_s, char_start=ref.char_start, char_end=ref.char_end)
+    config = SegmentationConfig.from_dict((preprocess or {}).get("segmentation", {}))
+    return media.decode_at(locator, config.with_sample_rate(ref.sample_rate or 16000))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from mm_feast.media import EXTENSIONS, MediaError, decode_text, detect_modality, load_image
+from mm_feast.media import EXTENSIONS, MediaError, decode_text, detect_modality, iter_segments, probe_safely
 
 MAX_PATH_CHARS = 4096  # longer values are always text
 QUERY_KINDS = ("text", "image", "audio", "video")
@@ -102,17 +102,15 @@ class Query:
         if not self.is_file:
             return
         path = Path(self.value)
+        if self.kind == "text":
+            self.text()
+            return
         try:
-            if self.kind == "text":
-                self.text()
-            elif self.kind == "image":
-                load_image(path)
-            elif self.kind in ("audio", "video"):
-                _first_frame(path, self.kind)
-            else:
-                _fail(path, f"cannot search with a {self.kind} query")
+            next(iter_segments(path, self.kind), None)  # lazy: decodes up to the first segment only
+        except ValueError:
+            _fail(path, f"cannot search with a {self.kind} query")
         except MediaError as exc:
-            _fail(path, exc.reason)
+            _fail(path, exc.reason + _other_stream_hint(path, self.kind, exc.reason))
 
 
 def _check_readable(path: Path) -> None:
@@ -125,23 +123,11 @@ def _check_readable(path: Path) -> None:
         _fail(path, "is empty (0 bytes)")
 
 
-def _first_frame(path: Path, kind: str) -> None:
-    """Open ``path`` and decode one frame of its first ``kind`` stream (FFmpeg errors: MediaError)."""
-    import av
-
-    try:
-        with av.open(str(path), mode="r") as container:
-            streams = [
-                s for s in (container.streams.video if kind == "video" else container.streams.audio)
-                if not (kind == "video" and s.disposition & av.stream.Disposition.attached_pic)
-            ]
-            if not streams:
-                other = "audio" if kind == "video" else "video"
-                has_other = bool(container.streams.audio if kind == "video" else container.streams.video)
-                hint = f" (it has {other}: pass --kind {other})" if has_other else ""
-                raise MediaError(path, f"no {kind} stream{hint}")
-            for _frame in container.decode(streams[0]):
-                return
-            raise MediaError(path, f"no decodable {kind} frame")
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(path, f"cannot decode {kind}: {exc}") from exc
+def _other_stream_hint(path: Path, kind: str, reason: str) -> str:
+    """" (it has audio: pass --kind audio)" when a file lacks the asked-for stream but has the other."""
+    if kind not in ("audio", "video") or reason != f"no {kind} stream":
+        return ""
+    other = "audio" if kind == "video" else "video"
+    facts = probe_safely(path, "audio").facts  # the audio probe counts both kinds of stream
+    has_other = (facts.video_streams if other == "video" else facts.audio_streams) > 0
+    return f" (it has {other}: pass --kind {other})" if has_other else ""

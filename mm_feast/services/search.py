@@ -7,8 +7,6 @@ with a filter on ``model_version``, so vectors from two model versions never mix
 
 from __future__ import annotations
 
-from mm_feast.plugin.compat import online_store_of
-
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +17,8 @@ from feast import FeatureStore, FeatureView
 
 from mm_feast.core.errors import InvalidArgument, NotFound, QueryFileError, RepoConfigError
 from mm_feast.encoders import Encoder
-from mm_feast.media import load_image
-from mm_feast.media.audio import AudioWindowing, segment_audio
-from mm_feast.media.base import MediaError, sha256_file
-from mm_feast.media.video import FrameSampling, segment_video
+from mm_feast.plugin.compat import online_store_of
+from mm_feast.media import AudioWindowing, FrameSampling, MediaError, SegmentationConfig, iter_segments
 from mm_feast.services.query import Query
 from mm_feast.sources import EmbeddingSource
 from mm_feast.services.versions import query_encoder
@@ -67,28 +63,27 @@ class Hit:
         return "whole item"
 
 
-def encode_query(encoder: Encoder, query: Query) -> np.ndarray:
-    """One normalised vector for the query in ``encoder``'s space (files are pooled over segments).
+#: How a query file is cut when the caller names no view settings: 1 s frames and windows.
+QUERY_SEGMENTATION = SegmentationConfig(FrameSampling("every_n_seconds", 1.0), AudioWindowing(1.0, 1.0))
+
+
+def encode_query(encoder: Encoder, query: Query, config: Optional[SegmentationConfig] = None) -> np.ndarray:
+    """One normalised vector for the query in ``encoder``'s space (files are pooled over segments,
+    cut by ``config``, with audio at the model's rate).
 
     A query file that cannot be decoded raises ``QueryFileError`` naming it and the reason.
     """
     if query.kind == "text":
         return encoder.encode("text", [query.text()])[0]
     path = Path(query.value)
+    config = (config or QUERY_SEGMENTATION).with_sample_rate(getattr(encoder, "sample_rate", None))
     try:
-        if query.kind == "image":
-            rows = encoder.encode("image", [load_image(path)])
-        elif query.kind == "video":
-            frames = segment_video(path, sha256_file(path), FrameSampling("every_n_seconds", 1.0))
-            rows = encoder.encode("video", [s.data for s in frames])
-        elif query.kind == "audio":
-            rate = int(getattr(encoder, "sample_rate", 16000))
-            windows = segment_audio(path, sha256_file(path), AudioWindowing(1.0, 1.0, rate))
-            rows = encoder.encode("audio", [s.data for s in windows])
-        else:
-            raise MediaError(path, f"cannot search with a {query.kind} query")
+        segments = [s.data for s in iter_segments(path, query.kind, config)]
+        rows = encoder.encode(query.kind, segments) if segments else []
     except MediaError as exc:
         raise QueryFileError(exc.path, exc.reason) from exc
+    except ValueError as exc:  # a kind the registry does not know
+        raise QueryFileError(str(path), f"cannot search with a {query.kind} query: {exc}") from exc
     except OSError as exc:
         raise QueryFileError(str(path), f"cannot read it: {exc.strerror or exc}") from exc
     if len(rows) == 0:

@@ -11,7 +11,8 @@ class MediaGate(Stage):
 
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
         by_row = {id(w.row): w for w in works}
-        kept_rows, refused = run.gate.check_media([w.row for w in works])
+        probe = lambda row, modality: run.context.probe(row.uri, row.sha256, modality)  # noqa: E731
+        kept_rows, refused = run.gate.check_media([w.row for w in works], probe)
         quarantined = [Quarantined(by_row[id(row)], failure.stage, failure.reason, failure.details()) for row, failure in refused]
         run.advance(len(quarantined))
         return StageOutput([by_row[id(r)] for r in kept_rows], quarantined)
