@@ -7,7 +7,7 @@ frame time for a text block) is stored as -1, never as null. Everything that bui
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, Mapping
 
 TIMESTAMP_FIELD: Final = "event_timestamp"
 CREATED_FIELD: Final = "created_timestamp"
@@ -31,3 +31,26 @@ MODEL_COLUMNS: Final = {"model_id": "string", "model_version": "string", "lineag
 SEGMENT_COLUMNS: Final = {"segment_id": "string", "item_id": "string", **LOCATOR_COLUMNS, **POSITION_COLUMNS, **MODEL_COLUMNS}
 ITEM_COLUMNS: Final = {"item_id": "string", **LOCATOR_COLUMNS, "caption": "string", "n_segments": "int64", **MODEL_COLUMNS}
 FUSED_EXTRA_COLUMNS: Final = {"group": "string", "parent_lineage_ids": "string_list", "n_parents": "int64"}
+FUSED_COLUMNS: Final = {"item_id": "string", **LOCATOR_COLUMNS, **POSITION_COLUMNS, **FUSED_EXTRA_COLUMNS, **MODEL_COLUMNS}
+RUN_FIELD: Final = "run_id"
+
+_ABSENT_BY_TYPE: Final = {"string": "", "float64": ABSENT_FLOAT, "int64": ABSENT_INT, "string_list": ()}
+
+
+def fused_columns(join_key: str) -> dict[str, str]:
+    """A fused view's columns: its anchor's join key (a segment id or item id) first."""
+    return {join_key: "string", **FUSED_COLUMNS}
+
+
+def conform(columns: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A row with exactly ``columns``, in their order: absent values where ``values`` has none.
+
+    A key the schema does not name is a bug in the builder, so it raises instead of being dropped."""
+    unknown = set(values) - set(columns)
+    if unknown:
+        raise KeyError(f"not in the row schema: {sorted(unknown)}")
+    out = {}
+    for name, kind in columns.items():
+        value = values.get(name)
+        out[name] = (list(_ABSENT_BY_TYPE[kind]) if kind == "string_list" else _ABSENT_BY_TYPE[kind]) if value is None else value
+    return out

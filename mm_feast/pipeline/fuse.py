@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from mm_feast.core.records import RunSummary
-from mm_feast.core.schema import CREATED_FIELD, TIMESTAMP_FIELD
+from mm_feast.core.schema import CREATED_FIELD, VECTOR_FIELD
+from mm_feast.pipeline.rows import fused_row, normalised
 from mm_feast.pipeline.lineage import code_version, config_hash, embedding_parent, make_record
 from mm_feast.core.records import EncoderInfo
 from mm_feast.stores.lineage import LineageDB
@@ -114,34 +115,17 @@ def ensure_fused(source: Any, context: Any, rows_of: Callable[[Any, Any], pd.Dat
         if lid in known:
             summary.unchanged += 1
             continue
-        context_mean = np.mean([np.asarray(m["embedding"], dtype=np.float32) for _, m in context_rows], axis=0)
-        context_mean /= max(float(np.linalg.norm(context_mean)), 1e-12)
-        vector = source.anchor_weight * np.asarray(row["embedding"], dtype=np.float32) + (1 - source.anchor_weight) * context_mean
-        vector /= max(float(np.linalg.norm(vector)), 1e-12)
-        fused = {
-            **({"segment_id": row["segment_id"]} if "segment_id" in row else {}),
-            "item_id": row["item_id"],
-            "uri": row["uri"],
-            "sha256": row["sha256"],
+        context_mean = normalised(np.mean([np.asarray(m[VECTOR_FIELD], dtype=np.float32) for _, m in context_rows], axis=0))
+        vector = normalised(source.anchor_weight * np.asarray(row[VECTOR_FIELD], dtype=np.float32) + (1 - source.anchor_weight) * context_mean)
+        values = {
             "modality": source.modality,
             "position": row.get("position", "item"),
-            "start_s": row.get("start_s", -1.0),
-            "end_s": row.get("end_s", -1.0),
-            "char_start": row.get("char_start", -1),
-            "char_end": row.get("char_end", -1),
-            "text": row.get("text", ""),
-            "caption": "; ".join(dict.fromkeys(str(m.get("caption", "")) for _, m in context_rows if m.get("caption"))),
             "group": group,
             "parent_lineage_ids": [p[2] for p in parent_ids],
             "n_parents": len(parent_ids),
-            "model_id": row["model_id"],
-            "model_version": row["model_version"],
             "lineage_id": lid,
-            "run_id": run_id,
-            "embedding": vector.astype(np.float32).tolist(),
-            TIMESTAMP_FIELD: max([row[TIMESTAMP_FIELD], *(m[TIMESTAMP_FIELD] for _, m in context_rows)]),
-            CREATED_FIELD: now,
         }
+        fused = fused_row("segment_id" if "segment_id" in row else "item_id", row, [m for _, m in context_rows], values, vector, run_id, now)
         new_rows.append(fused)
         known.add(lid)
         summary.ingested += 1

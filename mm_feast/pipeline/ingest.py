@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -25,6 +24,7 @@ from mm_feast.core.ids import lineage_id, segment_id  # noqa: F401  (re-exported
 from mm_feast.core.schema import ABSENT_FLOAT, ABSENT_INT  # noqa: F401  (re-exported: old import path)
 from mm_feast.pipeline.context import RunContext
 from mm_feast.pipeline.fuse import ensure_fused
+from mm_feast.pipeline.rows import item_row
 from mm_feast.pipeline.runner import LocalRunner
 from mm_feast.pipeline.segments import segment_group, segmentation_for  # noqa: F401  (re-exported)
 from mm_feast.pipeline.stage import SourceRun, Work
@@ -32,15 +32,7 @@ from mm_feast.pipeline.stage_list import segment_stages
 from mm_feast.core.records import QuarantineRecord, RunSummary  # noqa: F401  (re-exported: old import path)
 from mm_feast.stores.offline import read_parquet, record_run, store_rows  # noqa: F401
 from mm_feast.quality.gate import IngestGate
-from mm_feast.sources import (
-    CREATED_FIELD,
-    TIMESTAMP_FIELD,
-    UNKNOWN_MODALITY,
-    EmbeddingSource,
-    ManifestRow,
-    MediaSource,
-
-)
+from mm_feast.sources import UNKNOWN_MODALITY, EmbeddingSource, ManifestRow, MediaSource
 
 logger = logging.getLogger(__name__)
 
@@ -69,34 +61,13 @@ def _quarantine(summary: RunSummary, row: ManifestRow, stage: str, reason: str, 
 
 
 def _pool_items(segment_rows: pd.DataFrame, known: set[tuple[str, str, str]], run_id: str) -> list[dict[str, Any]]:
-    """Mean-pool each item's segment vectors (then re-normalise) into one item-level row."""
+    """One item-level row per (item, content, model version) not already stored."""
     now = datetime.now(timezone.utc)
-    out = []
-    for (item_id, sha, version), group in segment_rows.groupby(["item_id", "sha256", "model_version"], sort=False):
-        if (item_id, sha, version) in known:
-            continue
-        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in group["embedding"]])
-        pooled = vectors.mean(axis=0)
-        pooled /= max(float(np.linalg.norm(pooled)), 1e-12)
-        first = group.iloc[0]
-        out.append(
-            {
-                "item_id": item_id,
-                "uri": first["uri"],
-                "sha256": sha,
-                "modality": first["modality"],
-                "caption": first["caption"],
-                "n_segments": int(len(group)),
-                "model_id": first["model_id"],
-                "model_version": version,
-                "lineage_id": lineage_id(sha, "item", version, str(item_id)),
-                "run_id": run_id,
-                "embedding": pooled.astype(np.float32).tolist(),
-                TIMESTAMP_FIELD: first[TIMESTAMP_FIELD],
-                CREATED_FIELD: now,
-            }
-        )
-    return out
+    return [
+        item_row(group.to_dict("records"), run_id, now)
+        for key, group in segment_rows.groupby(["item_id", "sha256", "model_version"], sort=False)
+        if key not in known
+    ]
 
 
 def current_items(rows: Iterable[ManifestRow]) -> dict[str, str]:

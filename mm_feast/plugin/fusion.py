@@ -13,9 +13,9 @@ import logging
 from datetime import timedelta
 from typing import Any, Optional, Sequence
 
-from feast import FeatureView, Field
-from feast.types import Array, Int64, String
+from feast import FeatureView
 
+from mm_feast.core.schema import fused_columns
 from mm_feast.sources import EmbeddingSource
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def fused_embedding_view(
     tags: Optional[dict[str, str]] = None,
 ) -> FeatureView:
     """A stored, searchable view of fused rows keyed like the anchor view, one row per anchor row."""
-    from mm_feast.plugin.views import LOCATOR_FIELDS, MODEL_FIELDS, SEGMENT_POSITION_FIELDS, model_dim, vector_field
+    from mm_feast.plugin.views import model_dim, schema_fields, vector_field
 
     sources = [anchor.batch_source, *(c.batch_source for c in context)]
     if not all(isinstance(s, EmbeddingSource) for s in sources):
@@ -140,17 +140,7 @@ def fused_embedding_view(
         anchor_weight=anchor_weight,
     )
     join_key = anchor.entity_columns[0].name
-    schema = [
-        Field(name=join_key, dtype=String),
-        *([Field(name="item_id", dtype=String)] if join_key != "item_id" else []),
-        *LOCATOR_FIELDS,
-        *SEGMENT_POSITION_FIELDS,
-        Field(name="group", dtype=String),
-        Field(name="parent_lineage_ids", dtype=Array(String)),
-        Field(name="n_parents", dtype=Int64),
-        *MODEL_FIELDS,
-        vector_field(model_dim(source.model_id), metric),
-    ]
+    schema = [*schema_fields(fused_columns(join_key)), vector_field(model_dim(source.model_id), metric)]
     parents = [anchor.name, *(c.name for c in context)]
     return FeatureView(
         name=name,
