@@ -206,3 +206,27 @@ def test_the_version_and_suite_errors_are_user_errors():
         assert issubclass(cls, InvalidArgument) and issubclass(cls, ValueError)
         assert user_error_exit_code(cls("x")) == 2
     assert user_error_exit_code(RuntimeError("a bug")) is None
+
+
+# ---- errors raised inside Feast's own CLI ------------------------------------------------------
+
+
+def test_feast_apply_with_a_model_that_cannot_be_loaded_is_one_line_not_a_traceback(tmp_path: Path):
+    """Feast imports the definitions without catching errors; mm-feast's hook prints the error."""
+    repo = make_repo(tmp_path)
+    (repo / "docs").mkdir()
+    (repo / "docs" / "a.txt").write_text("hello\n")
+    (repo / "definitions.py").write_text(
+        "from mm_feast.sources import MediaSource\n"
+        "from mm_feast.views import segment_embedding_view\n"
+        f"v = segment_embedding_view('v', MediaSource(name='notes', root='docs'), 'text', '{HUB_ONLY_MODEL}')\n"
+    )
+    feast = [str(Path(sys.executable).with_name("feast")), "apply"]
+    result = subprocess.run(feast, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = next(x for x in result.stderr.splitlines() if x.startswith("feast: error: "))
+    assert HUB_ONLY_MODEL in line and "Bundled model ids: " in line and "mm-feast/clip-shapes" in line
+    assert "vector_enabled" not in result.stderr, "Feast's own config warning is not the user's to fix"
+
+    debug = subprocess.run(feast, cwd=repo, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "MM_FEAST_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ModelNotFound" in debug.stderr

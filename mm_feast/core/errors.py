@@ -17,7 +17,9 @@ Subclassing Feast's ``FeastError`` lets Feast's own feature server map them to H
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import Any, ClassVar, Optional
 
 from feast.errors import FeastError
@@ -140,3 +142,37 @@ def user_error_exit_code(exc: BaseException) -> Optional[int]:
     if isinstance(exc, FeastError):
         return 2
     return None
+
+
+def user_error_in(exc: Optional[BaseException]) -> Optional["MmFeastError"]:
+    """The mm-feast error an exception is or was raised from (Feast and importlib wrap them)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def install_feast_cli_hook() -> None:
+    """In the ``feast`` CLI, show an mm-feast user error as one line instead of a traceback.
+
+    Feast imports a repo's definitions and runs its stores without catching errors, so a model id
+    that cannot be loaded in ``feast apply`` ended in a traceback. Other exceptions keep theirs, and
+    ``MM_FEAST_DEBUG=1`` keeps every traceback."""
+    if os.environ.get("MM_FEAST_DEBUG") or getattr(sys.excepthook, "mm_feast", False):
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type: type, exc: BaseException, tb: Any) -> None:
+        error = user_error_in(exc)
+        if error is None:
+            previous(exc_type, exc, tb)
+            return
+        sys.stdout.flush()
+        message = " ".join(str(error).split())
+        sys.stderr.write(f"feast: error: {message}\n(raised by mm-feast; set MM_FEAST_DEBUG=1 for the traceback)\n")
+
+    hook.mm_feast = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
