@@ -20,6 +20,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -27,15 +28,11 @@ from mm_feast.encoders import get_encoder
 from mm_feast.encoders.base import resolve_model_path
 from mm_feast.media import segment_file
 from mm_feast.pipeline.context import RunContext
-from mm_feast.pipeline.runner import LocalRunner
+from mm_feast.pipeline.runner import LocalRunner, core_free_for_decoding
 from mm_feast.pipeline.stage import SourceRun, Work
 from mm_feast.pipeline.stages.encode import Encode
 from mm_feast.pipeline.stages.segment import Segment
 from mm_feast.sources import EmbeddingSource, MediaSource
-
-
-class SegmentWithoutPrefetch(Segment):
-    prefetch = False
 
 
 def vit_b32_random(dest: Path) -> Path:
@@ -109,27 +106,30 @@ def main() -> None:
         encoder.encode("image", decoded, batch_size=bs)
         return len(decoded) / (time.perf_counter() - start)
 
-    def pipeline(segment_stage: Segment) -> float:
+    def pipeline(prefetch: Optional[bool]) -> float:
         context = RunContext(work / "repo", batch_size=bs, show_progress=False)
         run = SourceRun(source, encoder, None, context, datetime.now(timezone.utc))
         start = time.perf_counter()
-        kept, refused = LocalRunner(chunk_items=bs).run([segment_stage, Encode()], [Work(r) for r in rows], run)
+        kept, refused = LocalRunner(chunk_items=bs, prefetch=prefetch).run([Segment(), Encode()], [Work(r) for r in rows], run)
         elapsed = time.perf_counter() - start
         assert len(kept) == len(rows) and not refused
         return len(rows) / elapsed
 
-    results: dict[str, list[float]] = {"model only": [], "encode (processor + model)": [], "pipeline, prefetch": [], "pipeline, no prefetch": []}
-    for _ in range(args.repeats):
+    auto = "prefetch" if core_free_for_decoding(encoder) else "no prefetch"
+    results: dict[str, list[float]] = {"model only": [], "encode (processor + model)": [], f"pipeline, default ({auto})": [],
+                                       "pipeline, prefetch": [], "pipeline, no prefetch": []}
+    for _ in range(args.repeats):  # interleaved, so drift in the machine's load hits every path alike
         results["model only"].append(model_only())
         results["encode (processor + model)"].append(encode_only())
-        results["pipeline, prefetch"].append(pipeline(Segment()))
-        results["pipeline, no prefetch"].append(pipeline(SegmentWithoutPrefetch()))
+        results[f"pipeline, default ({auto})"].append(pipeline(None))
+        results["pipeline, prefetch"].append(pipeline(True))
+        results["pipeline, no prefetch"].append(pipeline(False))
     median = {k: statistics.median(v) for k, v in results.items()}
     print(f"CLIP ViT-B/32 (random weights), {len(rows)} JPEGs 640x480, batch {bs}, torch threads {torch.get_num_threads()}, "
           f"device {encoder.device}, median of {args.repeats}")
-    print(f"{'path':<30} {'images/s':>9} {'÷ model only':>13} {'÷ encode':>9}")
+    print(f"{'path':<34} {'images/s':>9} {'÷ model only':>13} {'÷ encode':>9}")
     for name, value in median.items():
-        print(f"{name:<30} {value:>9.1f} {value / median['model only']:>13.2f} {value / median['encode (processor + model)']:>9.2f}")
+        print(f"{name:<34} {value:>9.1f} {value / median['model only']:>13.2f} {value / median['encode (processor + model)']:>9.2f}")
     shutil.rmtree(work, ignore_errors=True)
 
 

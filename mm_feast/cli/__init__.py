@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 from mm_feast.cli.lineage import register_commands as register_lineage_commands
 from mm_feast.cli.quality import register_cli as register_quality_commands
+from mm_feast.cli.safety import register_cli as register_safety_commands
 
 
 def _store(repo: str):
@@ -65,7 +66,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from mm_feast.services.search import CrossModalSearch
 
     search = CrossModalSearch(_store(args.repo))
-    hits = search.search(query, views=args.views, top_k=args.k, features=args.features, modalities=args.modality)
+    hits = search.search(query, views=args.views, top_k=args.k, features=args.features, modalities=args.modality,
+                         exclude_flagged=args.exclude_flagged)
     if args.json:
         json.dump([{"view": h.view, "entity_key": h.entity_key, "score": h.score, **h.fields, "features": h.features} for h in hits], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
@@ -100,10 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--modality", nargs="*", help="only views of these media modalities")
     search.add_argument("-k", type=_positive_int, default=10, help="top-k")
     search.add_argument("--features", nargs="*", help="Feast features to join, e.g. video_embeddings:caption")
+    search.add_argument("--exclude-flagged", action="store_true", help="leave out items a content filter flagged")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
     register_lineage_commands(sub)  # lineage, impacted, versions
     register_quality_commands(sub)  # validate, quarantine list|show|release
+    register_safety_commands(sub)  # safety scan
     _add_to_subcommands(parser, "--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 

@@ -206,6 +206,7 @@ class RunSummary:
     segments: int = 0
     removed: int = 0  # items no longer in the collection: their rows left the stores
     changed: int = 0  # items whose content changed: their old segments were replaced
+    flagged: int = 0  # ingested items a content filter flagged (stored with safety = "flag")
     encoder_calls: int = 0
     seconds: float = 0.0
     quarantine: list[QuarantineRecord] = field(default_factory=list)

@@ -28,10 +28,14 @@ POSITION_COLUMNS: Final = {
     "caption": "string",
 }
 MODEL_COLUMNS: Final = {"model_id": "string", "model_version": "string", "lineage_id": "string"}
-SEGMENT_COLUMNS: Final = {"segment_id": "string", "item_id": "string", **LOCATOR_COLUMNS, **POSITION_COLUMNS, **MODEL_COLUMNS}
-ITEM_COLUMNS: Final = {"item_id": "string", **LOCATOR_COLUMNS, "caption": "string", "n_segments": "int64", **MODEL_COLUMNS}
+# The content filters' verdict on the input ("allow" or "flag"; blocked inputs are never stored,
+# "" where no filter ran: rows stored before the filters existed, or pushed rows).
+GOVERNANCE_COLUMNS: Final = {"safety": "string"}
+SEGMENT_COLUMNS: Final = {"segment_id": "string", "item_id": "string", **LOCATOR_COLUMNS, **POSITION_COLUMNS, **GOVERNANCE_COLUMNS, **MODEL_COLUMNS}
+ITEM_COLUMNS: Final = {"item_id": "string", **LOCATOR_COLUMNS, "caption": "string", "n_segments": "int64", **GOVERNANCE_COLUMNS, **MODEL_COLUMNS}
 FUSED_EXTRA_COLUMNS: Final = {"group": "string", "parent_lineage_ids": "string_list", "n_parents": "int64"}
-FUSED_COLUMNS: Final = {"item_id": "string", **LOCATOR_COLUMNS, **POSITION_COLUMNS, **FUSED_EXTRA_COLUMNS, **MODEL_COLUMNS}
+FUSED_COLUMNS: Final = {"item_id": "string", **LOCATOR_COLUMNS, **POSITION_COLUMNS, **FUSED_EXTRA_COLUMNS, **GOVERNANCE_COLUMNS, **MODEL_COLUMNS}
+ALL_COLUMNS: Final = {**SEGMENT_COLUMNS, **ITEM_COLUMNS, **FUSED_COLUMNS}
 RUN_FIELD: Final = "run_id"
 
 _ABSENT_BY_TYPE: Final = {"string": "", "float64": ABSENT_FLOAT, "int64": ABSENT_INT, "string_list": ()}
@@ -40,6 +44,12 @@ _ABSENT_BY_TYPE: Final = {"string": "", "float64": ABSENT_FLOAT, "int64": ABSENT
 def fused_columns(join_key: str) -> dict[str, str]:
     """A fused view's columns: its anchor's join key (a segment id or item id) first."""
     return {join_key: "string", **FUSED_COLUMNS}
+
+
+def absent(kind: str) -> Any:
+    """The stored "absent" value of a column type (a fresh list for list columns)."""
+    value = _ABSENT_BY_TYPE[kind]
+    return list(value) if kind == "string_list" else value
 
 
 def conform(columns: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,5 +62,5 @@ def conform(columns: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, 
     out = {}
     for name, kind in columns.items():
         value = values.get(name)
-        out[name] = (list(_ABSENT_BY_TYPE[kind]) if kind == "string_list" else _ABSENT_BY_TYPE[kind]) if value is None else value
+        out[name] = absent(kind) if value is None else value
     return out

@@ -120,6 +120,22 @@ def load_audio(source: Source, sample_rate: int = 16000) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
+def load_audio_native(source: Source) -> tuple[np.ndarray, int]:
+    """The first audio stream as mono float32 at its own sample rate, with that rate: content
+    filters look above 17 kHz, which resampling to a model's 16 kHz would erase."""
+    file = as_media_file(source)
+    try:
+        with av.open(file.open(), mode="r") as container:
+            if not container.streams.audio:
+                raise MediaError(file.path, "no audio stream")
+            rate = int(container.streams.audio[0].sample_rate or 0)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(file.path, f"cannot open audio: {exc}") from exc
+    if rate <= 0:
+        raise MediaError(file.path, "audio stream has no sample rate")
+    return load_audio(file, rate), rate
+
+
 def window_bounds(n_samples: int, windowing: AudioWindowing) -> list[tuple[int, int]]:
     """Sample-index ``[start, end)`` pairs for the windows of an ``n_samples`` signal."""
     return list(_Windower(windowing).bounds(n_samples))

@@ -170,6 +170,9 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     for q in refused:
         _quarantine(summary, q.work.row, q.stage, q.reason, **q.details)
     new_rows = [r for w in done_works for r in w.rows]
+    flagged = [note for w in done_works for note in w.notes]
+    summary.flagged = sum(1 for w in done_works if w.safety == "flag")
+    summary.warnings += flagged
     summary.ingested += len(done_works)
     summary.segments += len(new_rows)
     frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))

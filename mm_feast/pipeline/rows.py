@@ -40,7 +40,14 @@ def normalised(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
-def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any, run_id: str, now: datetime) -> dict[str, Any]:
+def worst_safety(values: Sequence[Any]) -> str:
+    """The most severe content-filter verdict among rows ("" when none was checked)."""
+    order = ["", "allow", "flag"]
+    return max((str(v or "") for v in values), key=lambda v: order.index(v) if v in order else 0, default="")
+
+
+def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any, run_id: str, now: datetime,
+                safety: str = "") -> dict[str, Any]:
     loc = seg.locator
     position = loc.position()
     values = {
@@ -56,6 +63,7 @@ def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any
         "char_end": loc.char_end,
         "text": seg.data if isinstance(seg.data, str) else "",
         "caption": str(row.attributes.get("caption", "") or ""),
+        "safety": safety,
         "model_id": encoder.model_id,
         "model_version": encoder.version,
         "lineage_id": lineage_id(row.sha256, position, encoder.version, row.item_id),
@@ -68,7 +76,7 @@ def item_row(segments: Sequence[Mapping[str, Any]], run_id: str, now: datetime) 
     first = segments[0]
     version = first["model_version"]
     values = {name: first[name] for name in ITEM_COLUMNS if name in first}
-    values.update(n_segments=len(segments), lineage_id=lineage_id(first["sha256"], "item", version, str(first["item_id"])))
+    values.update(n_segments=len(segments), safety=worst_safety([s.get("safety") for s in segments]), lineage_id=lineage_id(first["sha256"], "item", version, str(first["item_id"])))
     pooled = normalised(np.stack([np.asarray(s[VECTOR_FIELD], dtype=np.float32) for s in segments]).mean(axis=0))
     return embedding_row(ITEM_COLUMNS, values, pooled, first[TIMESTAMP_FIELD], run_id, now)
 
@@ -80,4 +88,5 @@ def fused_row(join_key: str, anchor: Mapping[str, Any], context: Sequence[Mappin
     inherited = {name: anchor[name] for name in columns if name in anchor}
     captions = "; ".join(dict.fromkeys(str(m.get("caption", "")) for m in context if m.get("caption")))
     event_time = max([anchor[TIMESTAMP_FIELD], *(m[TIMESTAMP_FIELD] for m in context)])
-    return embedding_row(columns, {**inherited, "caption": captions, **values}, vector, event_time, run_id, now)
+    safety = worst_safety([anchor.get("safety"), *(m.get("safety") for m in context)])
+    return embedding_row(columns, {**inherited, "caption": captions, "safety": safety, **values}, vector, event_time, run_id, now)

@@ -7,8 +7,10 @@ while the later ones (the model) work on this one. A Ray runner can take the sam
 
 from __future__ import annotations
 
+import os
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, Work
 
@@ -22,9 +24,25 @@ def run_chain(stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tup
     return works, quarantined
 
 
+def core_free_for_decoding(encoder: Any) -> bool:
+    """Whether a decode thread beside the model has a core of its own: always when the model runs
+    on an accelerator, on the CPU only when torch leaves a core unused. On 2 cores with torch on
+    both, a prefetch thread only competes with the model (docs/benchmarks.md: 0.89 of the bare
+    model with prefetch, 0.95 without)."""
+    if str(getattr(encoder, "device", "cpu")) != "cpu":
+        return True
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else 1
+    return (os.cpu_count() or 1) > threads
+
+
 class LocalRunner:
-    def __init__(self, chunk_items: int = 32):
+    """``prefetch``: run the decode stages one chunk ahead in a thread; None decides per encoder
+    (:func:`core_free_for_decoding`)."""
+
+    def __init__(self, chunk_items: int = 32, prefetch: Optional[bool] = None):
         self.chunk_items = max(1, int(chunk_items))
+        self.prefetch = prefetch
 
     def run(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
         quarantined: list[Quarantined] = []
@@ -44,13 +62,20 @@ class LocalRunner:
 
     def _stream(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
         split = 0
-        while split < len(stages) and stages[split].prefetch:
+        prefetch = self.prefetch if self.prefetch is not None else core_free_for_decoding(run.encoder)
+        while prefetch and split < len(stages) and stages[split].prefetch:
             split += 1
         head, tail = stages[:split], stages[split:]
         chunks = [works[k : k + self.chunk_items] for k in range(0, len(works), self.chunk_items)]
         kept: list[Work] = []
         quarantined: list[Quarantined] = []
         if not chunks:
+            return kept, quarantined
+        if not head:  # no prefetch: every stage in this thread, chunk after chunk
+            for chunk in chunks:
+                done, refused = run_chain(stages, chunk, run)
+                kept += done
+                quarantined += refused
             return kept, quarantined
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-feast-prefetch") as pool:
             pending: Future = pool.submit(run_chain, head, chunks[0], run)

@@ -24,6 +24,8 @@ class Work:
     row: ManifestRow
     segments: list[Segment] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    safety: str = ""  # the content filters' verdict on the input: "allow" or "flag" ("" if none ran)
+    notes: list[str] = field(default_factory=list)  # for the run summary ("flagged by ...")
 
 
 @dataclass(frozen=True)

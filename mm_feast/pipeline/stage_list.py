@@ -9,6 +9,7 @@ Pooling, fusion and the writes (offline parquet, online store, lineage) follow i
 from __future__ import annotations
 
 from mm_feast.pipeline.stage import Stage
+from mm_feast.pipeline.stages.content_filter import ContentFilter
 from mm_feast.pipeline.stages.embedding_gate import EmbeddingGate
 from mm_feast.pipeline.stages.encode import Encode
 from mm_feast.pipeline.stages.media_gate import MediaGate
@@ -18,6 +19,7 @@ from mm_feast.pipeline.stages.segment import Segment
 def segment_stages() -> list[Stage]:
     return [
         MediaGate(),
+        ContentFilter(),
         Segment(),
         Encode(),
         EmbeddingGate(),

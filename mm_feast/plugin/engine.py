@@ -199,10 +199,12 @@ def format_run(scans: Sequence[tuple[list, RunSummary]], summaries: Sequence[Run
     for _, scan in scans:
         lines.append(f"\nmedia source {scan.source}: {scan.seen} files seen, {scan.quarantined} quarantined at scan")
         lines.extend(f"  warning: {w}" for w in scan.warnings)
-    header = f"{'view source':<32} {'seen':>5} {'ingested':>8} {'unchanged':>9} {'quarantined':>11} {'removed':>7} {'changed':>7}"
+    header = (f"{'view source':<32} {'seen':>5} {'ingested':>8} {'unchanged':>9} {'quarantined':>11} {'removed':>7}"
+              f" {'changed':>7} {'flagged':>7}")
     lines += ["", header, "-" * len(header)]
     for s in summaries:
-        lines.append(f"{s.source:<32} {s.seen:>5} {s.ingested:>8} {s.unchanged:>9} {s.quarantined:>11} {s.removed:>7} {s.changed:>7}")
+        lines.append(f"{s.source:<32} {s.seen:>5} {s.ingested:>8} {s.unchanged:>9} {s.quarantined:>11} {s.removed:>7}"
+                     f" {s.changed:>7} {s.flagged:>7}")
     if served:
         lines += ["", f"{'online view':<32} {'served':>6} {'written':>7} {'deleted':>7} {'not yet valid':>13}"]
         lines += [f"{v.view:<32} {v.rows:>6} {v.written:>7} {v.deleted:>7} {v.not_yet_valid:>13}" for v in served]

@@ -30,7 +30,7 @@ __all__ = ["CrossModalSearch", "Hit", "Query", "encode_query"]
 
 HIT_FIELDS = (
     "item_id", "uri", "sha256", "modality", "position", "start_s", "end_s", "char_start",
-    "char_end", "text", "caption", "model_id", "model_version", "lineage_id",
+    "char_end", "text", "caption", "safety", "model_id", "model_version", "lineage_id",
 )
 
 
@@ -140,11 +140,13 @@ class CrossModalSearch:
         features: Optional[Sequence[str]] = None,
         modalities: Optional[Sequence[str]] = None,
         model_version: Optional[str] = None,
+        exclude_flagged: bool = False,
     ) -> list[Hit]:
         """Top-k hits over the chosen views (or every embedding view whose model takes the query).
 
         Each view is searched in the model version it serves (mm_feast.versions); naming another
         ``model_version`` raises ``CrossVersionQueryError`` instead of comparing two spaces.
+        ``exclude_flagged`` leaves out rows a content filter flagged (``safety == "flag"``).
         """
         if isinstance(query, str):
             query = Query.parse(query)
@@ -162,7 +164,11 @@ class CrossModalSearch:
                 continue
             vector = self.query_vector(encoder, query)
             join_key = view.entity_columns[0].name
-            output = [f for f in HIT_FIELDS if f in {c.name for c in view.features}]
+            columns = {c.name for c in view.features}
+            output = [f for f in HIT_FIELDS if f in columns]
+            expr = f'model_version == "{encoder.version}"'  # a version hash: hex, never user text
+            if exclude_flagged and "safety" in columns:
+                expr += ' and safety != "flag"'
             results = online_store.search_vectors(
                 config=self.store.config,
                 table=view,
@@ -170,7 +176,7 @@ class CrossModalSearch:
                 query=vector,
                 top_k=top_k,
                 output_fields=output,
-                expr=f'model_version == "{encoder.version}"',
+                expr=expr,
             )[0]
             searched.append(view.name)
             for row in results:

@@ -13,6 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from mm_feast.core.records import RunSummary
+from mm_feast.core.schema import ALL_COLUMNS, absent
 from mm_feast.sources import resolve_path
 
 
@@ -40,7 +41,14 @@ def rewrite_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 
 def store_rows(path: Path, kept: pd.DataFrame, new_rows: pd.DataFrame, pruned: bool) -> pd.DataFrame:
-    """Write the source's offline rows (kept + new) if anything changed; returns them."""
+    """Write the source's offline rows (kept + new) if anything changed; returns them.
+
+    Kept rows written before a column joined the row schema get its absent value, so every row
+    of the file has every column (a NaN in a string column would fail the online write)."""
+    if not kept.empty and not new_rows.empty:
+        kept = kept.copy()
+        for column in new_rows.columns.difference(kept.columns):
+            kept[column] = [absent(ALL_COLUMNS.get(column, "string")) for _ in range(len(kept))]
     frame = new_rows if kept.empty else kept if new_rows.empty else pd.concat([kept, new_rows], ignore_index=True)
     if pruned or not new_rows.empty or not path.exists():
         rewrite_parquet(path, frame)

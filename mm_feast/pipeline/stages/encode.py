@@ -40,7 +40,7 @@ class Encode(Stage):
                     quarantined.append(Quarantined(work, "encode", f"model failed: {exc}"))
                     continue
             work.rows = [
-                segment_row(work.row, seg, np.asarray(v), run.encoder, run.context.run_id, run.now)
+                segment_row(work.row, seg, np.asarray(v), run.encoder, run.context.run_id, run.now, work.safety)
                 for seg, v in zip(work.segments, item_vectors)
             ]
             work.segments = []  # decoded data is not needed past this point

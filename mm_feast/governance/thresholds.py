@@ -1,0 +1,93 @@
+"""Where a filter's score turns into flag or block: defaults here, overridden per repo by
+``<repo>/safety/thresholds.yaml`` (beside the quality suites), so a team tunes them in review."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from mm_feast.core.errors import InvalidArgument
+from mm_feast.governance.verdict import Level
+
+logger = logging.getLogger(__name__)
+
+THRESHOLDS_FILE = Path("safety") / "thresholds.yaml"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A score at or above ``block`` blocks, at or above ``flag`` flags (None: never)."""
+
+    flag: Optional[float] = None
+    block: Optional[float] = None
+
+    def level(self, score: float) -> Level:
+        if self.block is not None and score >= self.block:
+            return "block"
+        if self.flag is not None and score >= self.flag:
+            return "flag"
+        return "allow"
+
+
+@dataclass(frozen=True)
+class TextThresholds:
+    invisible_chars: Threshold = Threshold(flag=1, block=3)  # zero-width, bidi controls, tags: a count
+    bidi_override: Threshold = Threshold(block=1)  # U+202A-202E, U+2066-2069 reorder what a person reads
+    tag_chars: Threshold = Threshold(block=1)  # U+E0000-E007F: invisible ASCII a model still reads
+    injection_pattern: Threshold = Threshold(block=1)
+    # MiniLM: cosine to the nearest injection example minus cosine to the nearest ordinary sentence
+    injection_similarity: Threshold = Threshold(flag=0.12, block=0.3)
+    mixed_script: Threshold = Threshold(flag=1)  # words mixing scripts with confusable letters
+
+
+@dataclass(frozen=True)
+class AudioThresholds:
+    cutoff_hz: float = 17000.0
+    ultrasonic_energy: Threshold = Threshold(flag=0.02, block=0.25)  # share of a window's energy above cutoff
+    near_silent_carrier: Threshold = Threshold(flag=1.0)  # 1 when a quiet window is one strong tone
+    quiet_rms: float = 0.01  # -40 dBFS: below this a window is "near silent"
+    carrier_prominence: float = 1000.0  # peak power / median power of a tonal carrier
+    clipping: Threshold = Threshold(flag=0.001, block=0.05)  # share of samples at full scale
+
+
+@dataclass(frozen=True)
+class SafetyThresholds:
+    text: TextThresholds = field(default_factory=TextThresholds)
+    audio: AudioThresholds = field(default_factory=AudioThresholds)
+
+
+def _merge(record: Any, overrides: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(record)}
+    changes = {}
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise InvalidArgument(f"{where}: unknown setting '{key}'; expected one of {', '.join(known)}")
+        current = getattr(record, key)
+        if isinstance(current, Threshold):
+            if not isinstance(value, dict) or set(value) - {"flag", "block"}:
+                raise InvalidArgument(f"{where}.{key}: expected a mapping with 'flag' and/or 'block'")
+            changes[key] = replace(current, **{k: (None if v is None else float(v)) for k, v in value.items()})
+        elif hasattr(current, "__dataclass_fields__"):
+            changes[key] = _merge(current, value, f"{where}.{key}")
+        else:
+            changes[key] = type(current)(value)
+    return replace(record, **changes)
+
+
+def load_thresholds(repo_path: Optional[Path]) -> SafetyThresholds:
+    """The repo's thresholds (``safety/thresholds.yaml``), or the defaults when it has none."""
+    defaults = SafetyThresholds()
+    if repo_path is None or not (Path(repo_path) / THRESHOLDS_FILE).is_file():
+        return defaults
+    import yaml
+
+    path = Path(repo_path) / THRESHOLDS_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{path}: expected a mapping of modality -> settings")
+    return _merge(defaults, data, str(path))

@@ -1,0 +1,45 @@
+"""Content filters on every input, before any model sees it (mm_feast.governance): a blocked item
+is quarantined with the filters' reasons; a flagged one is ingested with ``safety = "flag"``,
+which search can filter on, and listed in the run summary."""
+
+from __future__ import annotations
+
+import json
+
+from mm_feast.governance.scan import scan_file
+from mm_feast.governance.thresholds import load_thresholds
+from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, StageOutput, Work
+
+
+class ContentFilter(Stage):
+    name = "content_filter"
+    scope = "chunk"
+    prefetch = True  # runs in the decode thread, one chunk ahead of the model
+
+    def run(self, works: list[Work], run: SourceRun) -> StageOutput:
+        context = run.context
+        thresholds = context.once(("safety_thresholds",), lambda: load_thresholds(context.repo_path))
+        kept: list[Work] = []
+        quarantined: list[Quarantined] = []
+        for work in works:
+            row = work.row
+            if row.error:  # unreadable: the segment stage quarantines it with the reader's reason
+                kept.append(work)
+                continue
+            verdict = context.once(("safety", row.uri, row.sha256, row.modality),
+                                   lambda: scan_file(context.read(row.uri), thresholds, row.modality))
+            if verdict.verdict == "block":
+                findings = [f for f in verdict.findings if f.level == "block"]
+                details = {
+                    "expectations": ",".join(dict.fromkeys(f.filter for f in findings)),
+                    "observed": json.dumps({f.filter: f.score for f in findings}),
+                    "locator": "; ".join(f"{row.uri}#{f.locator}" for f in findings),
+                }
+                quarantined.append(Quarantined(work, self.name, "blocked by content filter: " + "; ".join(verdict.reasons), details))
+                continue
+            work.safety = verdict.verdict
+            if verdict.verdict == "flag":
+                work.notes.append(f"{row.uri}: flagged by content filter: " + "; ".join(verdict.reasons))
+            kept.append(work)
+        run.advance(len(quarantined))
+        return StageOutput(kept, quarantined)

@@ -1,0 +1,112 @@
+"""Content filters inside `feast materialize` (real feast CLI, Milvus Lite, MiniLM and CLAP): a
+blocked file is quarantined with the filter's reason and locator and never stored; a flagged file
+is served with ``safety = "flag"``, which search can leave out; the counts add up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from feast import FeatureStore
+
+from mm_feast.plugin.milvus.store import close_connections
+from mm_feast.synthetic_safety import CASES
+
+pytestmark = pytest.mark.slow
+
+FILES = ["report.txt", "claim_zero_width.txt", "homoglyph_login.txt", "carrier_19k.wav", "speech.wav"]
+
+
+def feast(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    close_connections()
+    result = subprocess.run([str(Path(sys.executable).with_name("feast")), *args], cwd=repo, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    repo = tmp_path_factory.mktemp("governed") / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "inbox").mkdir()
+    for case in CASES:
+        if case.name in FILES:
+            case.write(repo / "inbox" / case.name)
+    (repo / "definitions.py").write_text(textwrap.dedent("""\
+        from mm_feast.sources import MediaSource
+        from mm_feast.plugin.views import segment, segment_embedding_view
+
+        inbox = MediaSource(name="inbox", root="inbox")
+        blocks = segment_embedding_view("blocks", inbox, "text", "sentence-transformers/all-MiniLM-L6-v2")
+        sounds = segment_embedding_view("sounds", inbox, "audio", "mm-feast/clap-sounds")
+        """))
+    (repo / "feature_store.yaml").write_text(textwrap.dedent("""\
+        project: governed
+        provider: local
+        registry: data/registry.db
+        online_store:
+          type: mm_feast.online_store.MmMilvusOnlineStore
+          path: data/online_store.db
+        offline_store:
+          type: mm_feast.offline_store.MmFileOfflineStore
+        batch_engine:
+          type: mm_feast.plugin.engine.MmLocalComputeEngine
+        entity_key_serialization_version: 3
+        """))
+    feast(repo, "apply")
+    out = feast(repo, "materialize-incremental", (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S"))
+    return repo, out.stdout + out.stderr
+
+
+def test_blocked_files_are_quarantined_with_the_filter_reason_and_never_stored(repo) -> None:
+    root, output = repo
+    quarantine = pd.concat([pd.read_parquet(p) for p in (root / "data" / "quarantine").glob("*.parquet")])
+    blocked = quarantine[quarantine.stage == "content_filter"]
+    assert sorted(Path(u).name for u in blocked.uri) == ["carrier_19k.wav", "claim_zero_width.txt"]
+    claim = blocked[blocked.uri.str.endswith("claim_zero_width.txt")].iloc[0]
+    assert "injection_pattern" in claim.expectations and "#chars " in claim.locator
+    assert claim.reason.startswith("blocked by content filter: ")
+    carrier = blocked[blocked.uri.str.endswith("carrier_19k.wav")].iloc[0]
+    assert "ultrasonic_energy" in carrier.expectations and "#t=" in carrier.locator
+    for view in ("blocks", "sounds"):
+        stored = pd.read_parquet(root / "data" / "embeddings" / f"{view}_source.parquet")
+        assert not stored.uri.str.endswith(("claim_zero_width.txt", "carrier_19k.wav")).any()
+    assert "claim_zero_width.txt (content_filter): blocked by content filter" in output
+
+
+def test_flagged_files_are_served_with_their_verdict_and_search_can_leave_them_out(repo) -> None:
+    from mm_feast.services.search import CrossModalSearch
+
+    root, output = repo
+    blocks = pd.read_parquet(root / "data" / "embeddings" / "blocks_source.parquet")
+    verdicts = {Path(u).name: v for u, v in zip(blocks.uri, blocks.safety)}
+    assert verdicts == {"report.txt": "allow", "homoglyph_login.txt": "flag"}
+    assert "homoglyph_login.txt: flagged by content filter: mixed_script" in output
+    store = FeatureStore(repo_path=str(root))
+    try:
+        served = store.get_online_features(features=["blocks:safety"], entity_rows=[{"segment_id": s} for s in blocks.segment_id]).to_dict()
+        assert served["safety"] == list(blocks.safety)
+        search = CrossModalSearch(store)
+        everything = {Path(h.fields["uri"]).name for h in search.search("sign in to your account", views=["blocks"], top_k=5)}
+        governed = {Path(h.fields["uri"]).name for h in search.search("sign in to your account", views=["blocks"], top_k=5, exclude_flagged=True)}
+        assert "homoglyph_login.txt" in everything and governed == everything - {"homoglyph_login.txt"}
+    finally:
+        close_connections()
+
+
+def test_the_run_summaries_count_every_file_once(repo) -> None:
+    root, _ = repo
+    runs = {}
+    for path in (root / "data" / "runs").glob("*.jsonl"):
+        last = json.loads(path.read_text().splitlines()[-1])
+        runs[last["source"]] = last
+    for source, flagged in (("blocks_source", 1), ("sounds_source", 0)):
+        run = runs[source]
+        assert run["seen"] == run["ingested"] + run["unchanged"] + run["quarantined"] and run["quarantined"] == 1
+        assert run["flagged"] == flagged
