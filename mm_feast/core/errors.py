@@ -11,7 +11,8 @@ Subclassing Feast's ``FeastError`` lets Feast's own feature server map them to H
     │   ├── ModelNotFound             (404 NOT_FOUND): a model id that cannot be loaded offline
     │   ├── QueryFileError            a search query file that is missing, unreadable or undecodable
     │   ├── MediaSourceNotFound       also a FileNotFoundError: a media root or manifest is missing
-    │   └── RepoConfigError           no feature_store.yaml, or a path in it that cannot be used
+    │   ├── RepoConfigError           no feature_store.yaml, or a path in it that cannot be used
+    │   └── QueryBlocked              (422) a search query a content filter blocks
     └── OnlineStoreUnavailable        exit 3  (503 UNAVAILABLE, retryable)
 """
 
@@ -113,6 +114,14 @@ class RepoConfigError(UserError):
     """The repo is not a Feast repo (no feature_store.yaml), or a path its config names is unusable."""
 
     code = "repo_config_error"
+
+
+class QueryBlocked(UserError):
+    """A search query that a content filter blocks (mm_feast.governance): it is never encoded."""
+
+    code = "query_blocked"
+    http_status = 422
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class OnlineStoreUnavailable(MmFeastError):

@@ -32,7 +32,14 @@ def get_encoder(model_id: str, revision: Optional[str] = None, device: Optional[
     with _CACHE_LOCK:
         encoder = _CACHE.get(key)
         if encoder is None:
-            logger.info("Loading encoder %s on %s", model_id, key[2])
-            encoder = encoder_class(model_id)(model_id, revision, key[2])
+            encoder = load_encoder(model_id, revision, key[2])
             _CACHE[key] = encoder
         return encoder
+
+
+def load_encoder(model_id: str, revision: Optional[str] = None, device: Optional[str] = None) -> Encoder:
+    """A new encoder of its own, outside the cache: for a caller whose model calls must not count
+    as (or contend with) the views' (the content filters' MiniLM)."""
+    device = pick_device(device)
+    logger.info("Loading encoder %s on %s", model_id, device)
+    return encoder_class(model_id)(model_id, revision, device)

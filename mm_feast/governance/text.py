@@ -92,10 +92,13 @@ def _vectors(path: Path) -> np.ndarray:
     return _encoder().encode("text", list(_lines(path)))
 
 
+@lru_cache(maxsize=1)
 def _encoder():
-    from mm_feast.encoders import get_encoder
+    """The filter's own MiniLM: its calls are not a view's encoder calls (the run summary's
+    ``encoder_calls`` counts what the views' models did)."""
+    from mm_feast.encoders.cache import load_encoder
 
-    return get_encoder(SEMANTIC_MODEL)
+    return load_encoder(SEMANTIC_MODEL)
 
 
 def invisible_findings(text: str, thresholds: TextThresholds, prefix: str = "") -> list[Finding]:

@@ -141,15 +141,20 @@ class CrossModalSearch:
         modalities: Optional[Sequence[str]] = None,
         model_version: Optional[str] = None,
         exclude_flagged: bool = False,
+        screen: bool = True,
     ) -> list[Hit]:
         """Top-k hits over the chosen views (or every embedding view whose model takes the query).
 
         Each view is searched in the model version it serves (mm_feast.versions); naming another
         ``model_version`` raises ``CrossVersionQueryError`` instead of comparing two spaces.
         ``exclude_flagged`` leaves out rows a content filter flagged (``safety == "flag"``).
+        ``screen`` runs the content filters on the query first: a blocked query raises
+        ``QueryBlocked`` before any model sees it.
         """
         if isinstance(query, str):
             query = Query.parse(query)
+        if screen:
+            self.screen(query)
         online_store = self._online_store()
         hits: list[Hit] = []
         searched = []
@@ -200,6 +205,22 @@ class CrossModalSearch:
         if features:
             self._join_features(hits, list(features))
         return hits
+
+    def screen(self, query: Query) -> None:
+        """The content filters on a query, with the repo's thresholds (docs/governance.md)."""
+        from mm_feast.core.errors import QueryBlocked
+        from mm_feast.governance.scan import scan_file, scan_text
+        from mm_feast.governance.thresholds import load_thresholds
+
+        thresholds = load_thresholds(Path(self.store.repo_path))
+        if query.is_file:
+            verdict = scan_file(query.value, thresholds, query.kind)
+        else:
+            verdict = scan_text(query.value, thresholds)
+        if verdict.verdict == "block":
+            raise QueryBlocked(f"search query blocked by the content filters: {'; '.join(verdict.reasons)}")
+        if verdict.verdict == "flag":
+            logger.warning("search query flagged by the content filters: %s", "; ".join(verdict.reasons))
 
     def _join_features(self, hits: list[Hit], features: list[str]) -> None:
         """Attach requested Feast features to each hit via get_online_features."""
