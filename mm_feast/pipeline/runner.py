@@ -26,9 +26,9 @@ def run_chain(stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tup
 
 def core_free_for_decoding(encoder: Any) -> bool:
     """Whether a decode thread beside the model has a core of its own: always when the model runs
-    on an accelerator, on the CPU only when torch leaves a core unused. On 2 cores with torch on
-    both, a prefetch thread only competes with the model (docs/benchmarks.md: 0.89 of the bare
-    model with prefetch, 0.95 without)."""
+    on an accelerator, on the CPU only when torch leaves a core unused (with none free, a decode
+    thread can only take time from the model; on 2 cores the difference was within noise,
+    docs/benchmarks.md)."""
     if str(getattr(encoder, "device", "cpu")) != "cpu":
         return True
     torch = sys.modules.get("torch")
