@@ -97,3 +97,7 @@ def test_safety_scan_cli_prints_json_per_file_and_exits_1_when_any_is_blocked(co
     assert all({"filter", "locator", "score"} <= set(f) for o in out for f in o["findings"])
     clean = subprocess.run([str(CLI), "safety", "scan", str(corpus / "report.txt")], capture_output=True, text=True, timeout=300)
     assert clean.returncode == 0 and "1 allowed, 0 flagged, 0 blocked" in clean.stdout
+
+
+def test_the_demo_repo_thresholds_load_and_match_the_documented_defaults() -> None:
+    assert load_thresholds(Path(__file__).parent.parent / "feature_repo") == SafetyThresholds()
