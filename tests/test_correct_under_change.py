@@ -23,20 +23,12 @@ from mm_feast.lineage import LineageDB
 from mm_feast.plugin.milvus.store import close_connections
 from mm_feast.plugin.compat import entity_key_hex
 
+from feast_repo import feast, write_feature_store_yaml
+
 pytestmark = pytest.mark.slow
 
 VIEWS = {"dir_blocks": "notes", "man_blocks": "catalog"}
 OLD = "2024-06-01T00:00:00"  # over a year before now: outside materialize-incremental's default window
-
-
-def feast(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    close_connections()  # Milvus Lite: one process per database file
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("feast")), *args], cwd=repo, capture_output=True, text=True, timeout=900
-    )
-    if check:
-        assert result.returncode == 0, f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
 
 
 def now_arg(delta: timedelta = timedelta(minutes=1)) -> str:
@@ -71,19 +63,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dir_blocks = segment_embedding_view("dir_blocks", notes, "text", MINILM)
         man_blocks = segment_embedding_view("man_blocks", catalog, "text", MINILM)
         """))
-    (repo / "feature_store.yaml").write_text(textwrap.dedent("""\
-        project: change
-        provider: local
-        registry: data/registry.db
-        online_store:
-          type: mm_feast.online_store.MmMilvusOnlineStore
-          path: data/online_store.db
-        offline_store:
-          type: mm_feast.offline_store.MmFileOfflineStore
-        batch_engine:
-          type: mm_feast.plugin.engine.MmLocalComputeEngine
-        entity_key_serialization_version: 3
-        """))
+    write_feature_store_yaml(repo, "change")
     feast(repo, "apply")
     feast(repo, "materialize-incremental", now_arg())
     return repo

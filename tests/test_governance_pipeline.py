@@ -18,16 +18,11 @@ from feast import FeatureStore
 from mm_feast.plugin.milvus.store import close_connections
 from mm_feast.synthetic_safety import CASES
 
+from feast_repo import feast, write_feature_store_yaml
+
 pytestmark = pytest.mark.slow
 
 FILES = ["report.txt", "claim_zero_width.txt", "homoglyph_login.txt", "carrier_19k.wav", "speech.wav"]
-
-
-def feast(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    close_connections()
-    result = subprocess.run([str(Path(sys.executable).with_name("feast")), *args], cwd=repo, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +41,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         blocks = segment_embedding_view("blocks", inbox, "text", "sentence-transformers/all-MiniLM-L6-v2")
         sounds = segment_embedding_view("sounds", inbox, "audio", "mm-feast/clap-sounds")
         """))
-    (repo / "feature_store.yaml").write_text(textwrap.dedent("""\
-        project: governed
-        provider: local
-        registry: data/registry.db
-        online_store:
-          type: mm_feast.online_store.MmMilvusOnlineStore
-          path: data/online_store.db
-        offline_store:
-          type: mm_feast.offline_store.MmFileOfflineStore
-        batch_engine:
-          type: mm_feast.plugin.engine.MmLocalComputeEngine
-        entity_key_serialization_version: 3
-        """))
+    write_feature_store_yaml(repo, "governed")
     feast(repo, "apply")
     out = feast(repo, "materialize-incremental", (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S"))
     return repo, out.stdout + out.stderr

@@ -23,6 +23,7 @@ from PIL import Image
 import mm_feast.pipeline.segments as segments_module
 from mm_feast.sources import MediaSource
 from mm_feast.plugin.views import item, segment
+from feast_repo import write_feature_store_yaml
 from mm_feast.synthetic import AUDIO_SAMPLE_RATE, SOUNDS, render_shape, render_sound, write_video, write_wav
 
 pytestmark = pytest.mark.slow
@@ -51,20 +52,7 @@ def repo(tmp_path: Path) -> Path:
         frames = segment_embedding_view("frames", notes, "video", "mm-feast/clip-shapes")
         windows = segment_embedding_view("windows", notes, "audio", "mm-feast/clap-sounds")
         """))
-    (repo / "feature_store.yaml").write_text(textwrap.dedent("""\
-        project: one_pass
-        provider: local
-        registry: data/registry.db
-        online_store:
-          type: mm_feast.online_store.MmMilvusOnlineStore
-          path: data/online_store.db
-        offline_store:
-          type: mm_feast.offline_store.MmFileOfflineStore
-        batch_engine:
-          type: mm_feast.plugin.engine.MmLocalComputeEngine
-          show_progress: false
-        entity_key_serialization_version: 3
-        """))
+    write_feature_store_yaml(repo, "one_pass", show_progress=False)
     return repo
 
 
@@ -134,7 +122,6 @@ def test_one_materialize_scans_once_decodes_once_per_modality_and_reads_each_par
     store.materialize(now - timedelta(days=1), now + timedelta(minutes=1))
 
     media = sorted(str(p.resolve()) for p in (repo / "docs").iterdir())
-    docs = [p for p in media if p.endswith(".txt")]
     assert counters["scans"] == Counter({"notes": 1})
     # one open per file for its hash, its type, its probe and its decode, shared by all its views
     assert {p: n for p, n in counters["opens"].items() if p in media} == {p: 1 for p in media}
