@@ -120,9 +120,8 @@ def load_audio(source: Source, sample_rate: int = 16000) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
-def load_audio_native(source: Source) -> tuple[np.ndarray, int]:
-    """The first audio stream as mono float32 at its own sample rate, with that rate: content
-    filters look above 17 kHz, which resampling to a model's 16 kHz would erase."""
+def native_sample_rate(source: Source) -> int:
+    """The first audio stream's own sample rate, from its header."""
     file = as_media_file(source)
     try:
         with av.open(file.open(), mode="r") as container:
@@ -133,6 +132,14 @@ def load_audio_native(source: Source) -> tuple[np.ndarray, int]:
         raise MediaError(file.path, f"cannot open audio: {exc}") from exc
     if rate <= 0:
         raise MediaError(file.path, "audio stream has no sample rate")
+    return rate
+
+
+def load_audio_native(source: Source) -> tuple[np.ndarray, int]:
+    """The first audio stream as mono float32 at its own sample rate, with that rate: content
+    filters look above 17 kHz, which resampling to a model's 16 kHz would erase."""
+    file = as_media_file(source)
+    rate = native_sample_rate(file)
     return load_audio(file, rate), rate
 
 
