@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import audio, image, registry, text, video  # noqa: F401  (each modality registers itself)
 from .audio import load_audio, segment_audio
-from .base import MODALITIES, Locator, MediaError, MediaFacts, Segment, require_nonempty_file, sha256_file
+from .base import MODALITIES, Locator, MediaError, MediaFacts, Segment, sha256_file
 from .config import DEFAULT_MAX_PIXELS, AudioWindowing, FrameSampling, SegmentationConfig
 from .file import MediaFile, ReadCache
 from .image import load_image, segment_image
@@ -21,7 +21,7 @@ __all__ = [
     "AudioWindowing", "DEFAULT_MAX_PIXELS", "EXTENSIONS", "FrameSampling", "Locator", "MODALITIES",
     "MediaError", "MediaFacts", "MediaFile", "ReadCache", "Segment", "SegmentationConfig",
     "decode_at", "decode_text", "detect_modality", "iter_segments", "load_audio", "load_image",
-    "probe_safely", "require_nonempty_file", "segment_audio", "segment_file", "segment_image",
+    "probe_safely", "segment_audio", "segment_file", "segment_image",
     "segment_text", "segment_video", "sha256_file", "video_duration",
 ]
 

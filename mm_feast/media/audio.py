@@ -135,14 +135,6 @@ def native_sample_rate(source: Source) -> int:
     return rate
 
 
-def load_audio_native(source: Source) -> tuple[np.ndarray, int]:
-    """The first audio stream as mono float32 at its own sample rate, with that rate: content
-    filters look above 17 kHz, which resampling to a model's 16 kHz would erase."""
-    file = as_media_file(source)
-    rate = native_sample_rate(file)
-    return load_audio(file, rate), rate
-
-
 def window_bounds(n_samples: int, windowing: AudioWindowing) -> list[tuple[int, int]]:
     """Sample-index ``[start, end)`` pairs for the windows of an ``n_samples`` signal."""
     return list(_Windower(windowing).bounds(n_samples))

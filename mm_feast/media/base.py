@@ -69,22 +69,6 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def require_nonempty_file(path: str | Path) -> Path:
-    """Fail early, with a clear reason, on paths no decoder could use (missing, dir, 0 bytes).
-
-    Decoders give confusing messages for these (PyAV: "Invalid data found"), so every
-    segmenter checks first.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(p, "no such file")
-    if not p.is_file():
-        raise MediaError(p, "not a regular file")
-    if p.stat().st_size == 0:
-        raise MediaError(p, "empty file")
-    return p
-
-
 @dataclass
 class MediaFacts:
     """What a file's headers and packets say, without decoding a pixel or a sample: NaN or None

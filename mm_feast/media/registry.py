@@ -154,11 +154,6 @@ def _resolve(source: Source, modality_name: Optional[str]) -> tuple[MediaFile, M
     return file, modality(modality_name or detect(file))
 
 
-def probe(source: Source, modality_name: Optional[str] = None) -> MediaFacts:
-    file, handler = _resolve(source, modality_name)
-    return handler.probe(file)
-
-
 def iter_segments(source: Source, modality_name: Optional[str] = None,
                   config: Optional[SegmentationConfig] = None) -> Iterator[Segment]:
     file, handler = _resolve(source, modality_name)

@@ -19,6 +19,7 @@ from mm_feast.core.schema import (
     conform,
     fused_columns,
 )
+from mm_feast.governance.verdict import LEVELS, worst
 from mm_feast.media.base import Segment
 from mm_feast.sources import ManifestRow
 
@@ -41,9 +42,10 @@ def normalised(vector: np.ndarray) -> np.ndarray:
 
 
 def worst_safety(values: Sequence[Any]) -> str:
-    """The most severe content-filter verdict among rows ("" when none was checked)."""
-    order = ["", "allow", "flag"]
-    return max((str(v or "") for v in values), key=lambda v: order.index(v) if v in order else 0, default="")
+    """The most severe content-filter verdict among rows ("" when none was checked: anything that
+    is not a verdict, such as a missing value in an older parquet, counts as unchecked)."""
+    checked = [v for v in values if isinstance(v, str) and v in LEVELS]
+    return worst(checked) if checked else ""
 
 
 def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any, run_id: str, now: datetime,

@@ -99,6 +99,7 @@ class CrossModalSearch:
         self.store = store
         self._query_cache: dict[tuple[str, Query], np.ndarray] = {}
         self._views_cache: Optional[list[FeatureView]] = None
+        self._thresholds: Optional[Any] = None
 
     def embedding_views(self, refresh: bool = False) -> list[FeatureView]:
         """The repo's embedding views, read from the registry once (``refresh`` re-reads)."""
@@ -212,7 +213,9 @@ class CrossModalSearch:
         from mm_feast.governance.scan import scan_file, scan_text
         from mm_feast.governance.thresholds import load_thresholds
 
-        thresholds = load_thresholds(Path(self.store.repo_path))
+        if self._thresholds is None:  # the repo's YAML, read once per search object, not per query
+            self._thresholds = load_thresholds(Path(self.store.repo_path))
+        thresholds = self._thresholds
         if query.is_file:
             verdict = scan_file(query.value, thresholds, query.kind)
         else:
