@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mm_feast.governance.scan import scan_file, scan_text
 from mm_feast.governance.thresholds import SafetyThresholds, load_thresholds
+from mm_feast.media import ocr
 from mm_feast.synthetic_safety import CASES, write_safety_corpus
 
 CLI = Path(sys.executable).with_name("mm-feast")
+NO_OCR = ocr.unavailable_reason()
+needs_ocr = pytest.mark.skipif(NO_OCR is not None, reason=f"OCR: {NO_OCR} (scripts/test.sh installs it where apt-get can)")
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +29,14 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=needs_ocr) if c.needs_ocr else c for c in CASES], ids=[c.name for c in CASES])
 def test_each_file_gets_its_expected_verdict_from_its_target_filter(corpus: Path, case) -> None:
     verdict = scan_file(corpus / case.name)
     assert verdict.verdict == case.expected, verdict.as_dict()
     if case.target is None:
         assert not verdict.reasons
     else:
-        hits = [f for f in verdict.findings if f.filter == case.target and f.level == case.expected]
+        hits = [f for f in verdict.findings if f.filter == case.target and f.level != "allow"]  # it fired
         assert hits, verdict.as_dict()
         assert all(f.locator and f.reason for f in hits)
 
@@ -101,3 +106,54 @@ def test_safety_scan_cli_prints_json_per_file_and_exits_1_when_any_is_blocked(co
 
 def test_the_demo_repo_thresholds_load_and_match_the_documented_defaults() -> None:
     assert load_thresholds(Path(__file__).parent.parent / "feature_repo") == SafetyThresholds()
+
+
+def test_contrast_ratio_follows_wcag() -> None:
+    """Black on white is 21:1, one grey level is 1:1, 128 vs 131 is the ~1.04:1 of hidden text."""
+    def box(ink: int, paper: int) -> np.ndarray:
+        pixels = np.full((40, 200), paper, dtype=np.uint8)
+        pixels[10:30, 20:180:4] = ink  # strokes
+        return pixels
+
+    assert ocr.contrast_ratio(box(0, 255)) == pytest.approx(21.0)
+    assert ocr.contrast_ratio(np.full((10, 10), 77, dtype=np.uint8)) == 1.0
+    assert 1.03 < ocr.contrast_ratio(box(131, 128)) < 1.05
+    assert ocr.contrast_ratio(box(128, 131)) == pytest.approx(ocr.contrast_ratio(box(131, 128)))  # ink lighter or darker
+
+
+@needs_ocr
+def test_ocr_reports_a_scanned_page_as_visible_text_and_reads_its_lines(corpus: Path) -> None:
+    verdict = scan_file(corpus / "scanned_page.png")
+    visible = [f for f in verdict.findings if f.filter == "visible_text"]
+    assert [f.level for f in visible] == ["allow"] * 3 and not [f for f in verdict.findings if f.filter == "hidden_text"]
+    assert "Claim form 1182" in visible[0].reason and visible[0].score > 10  # dark ink on light paper
+    assert visible[0].locator.startswith("box ")
+
+
+@needs_ocr
+def test_hidden_text_is_flagged_and_an_injection_in_it_blocked_with_box_and_frame_time(corpus: Path) -> None:
+    faint = scan_file(corpus / "faint_note.png")
+    assert faint.verdict == "flag" and [f.filter for f in faint.findings if f.level != "allow"] == ["hidden_text"]
+    hidden = scan_file(corpus / "hidden_injection.png")
+    levels = {f.filter: f.level for f in hidden.findings}
+    assert levels["hidden_text"] == "flag" and levels["injection_pattern"] == "block"
+    # a sentence broken over two lines is read as one: the pattern spans the line break
+    pattern = next(f for f in hidden.findings if f.filter == "injection_pattern")
+    assert pattern.locator.startswith("ocr hidden text chars 0-")
+    video = scan_file(corpus / "hidden_frame_text.mp4")
+    times = {f.locator.split(" ")[1] for f in video.findings if f.filter == "hidden_text"}
+    assert times == {"1.00s"}, video.as_dict()  # only the second that carries the text
+
+
+@needs_ocr
+def test_ocr_can_be_turned_off_per_repo(corpus: Path) -> None:
+    thresholds = replace(SafetyThresholds(), image=replace(SafetyThresholds().image, ocr=False))
+    verdict = scan_file(corpus / "hidden_injection.png", thresholds)
+    assert verdict.verdict == "allow" and not verdict.findings and not verdict.errors
+
+
+def test_missing_tesseract_is_reported_in_the_verdict_not_passed_off_as_checked(corpus: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ocr, "unavailable_reason", lambda: "the tesseract binary is not installed")
+    verdict = scan_file(corpus / "plain.png")
+    assert verdict.errors == ["OCR did not run: the tesseract binary is not installed"]
+    assert verdict.verdict == "allow"  # metadata was still checked; the gap is stated, not hidden

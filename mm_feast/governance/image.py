@@ -1,17 +1,27 @@
-"""Content filter for images: text hidden in metadata (PNG text chunks, EXIF descriptions and
-comments) goes through the text filter, located by the field it came from.
+"""Content filter for images: text in the pixels and text in the metadata, both through the text
+filter.
 
-Text rendered into the pixels (visible or at a contrast a person cannot see) needs OCR with
-Tesseract; that check is not built yet (docs/governance.md)."""
+* Pixels: Tesseract reads every line (``mm_feast.media.ocr``); a line whose ink is below the
+  contrast a person can see is "hidden text" (flagged on its own, and blocked if the text filter
+  blocks what it says); visible text is reported and checked the same way. Findings name the box.
+* Metadata: PNG text chunks and EXIF descriptions and comments, located by field."""
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 from PIL import Image
 
 from mm_feast.governance.text import check_text
-from mm_feast.governance.thresholds import TextThresholds
+from mm_feast.governance.thresholds import SafetyThresholds
 from mm_feast.governance.verdict import Finding
+from mm_feast.media import ocr
+from mm_feast.media.base import MediaError
 from mm_feast.media.file import MediaFile
+
+logger = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # each reason OCR cannot run is logged once per process
 
 # EXIF tags that carry free text: ImageDescription, Make, Model, Software, Artist, Copyright,
 # UserComment, XPTitle, XPComment, XPAuthor, XPKeywords, XPSubject.
@@ -51,8 +61,55 @@ def metadata_texts(file: MediaFile) -> dict[str, str]:
     return {k: v for k, v in texts.items() if v.strip()}
 
 
-def check_image(file: MediaFile, thresholds: TextThresholds) -> list[Finding]:
+def check_pixels(pixels: Image.Image | np.ndarray, thresholds: SafetyThresholds, prefix: str = "") -> list[Finding]:
+    """Every line of text in the pixels, hidden or visible, then what the hidden text and the
+    visible text each say (lines joined, so a sentence broken over two lines still reads as one).
+    ``prefix`` locates the picture inside its file (a video frame's time)."""
+    settings = thresholds.image
+    findings: list[Finding] = []
+    said: dict[str, list[str]] = {"hidden": [], "visible": []}
+    for line in ocr.read_lines(pixels, settings.ocr_min_confidence):
+        where = f"{prefix}{line.box}"
+        if line.contrast < settings.hidden_contrast:
+            letters = sum(ch.isalnum() for ch in line.text)
+            findings.append(Finding("hidden_text", where, float(letters), settings.hidden_text.level(letters),
+                                    f"text at contrast {line.contrast:.3f}:1, below what a person can see "
+                                    f"({settings.hidden_contrast}:1): {line.text[:80]!r}"))
+            said["hidden"].append(line.text)
+        else:
+            findings.append(Finding("visible_text", where, line.contrast, "allow", f"text: {line.text[:80]!r}"))
+            said["visible"].append(line.text)
+    for kind, lines in said.items():
+        if lines:
+            findings += check_text("\n".join(lines), thresholds.text, prefix=f"{prefix}ocr {kind} text ")
+    return findings
+
+
+def ocr_enabled(thresholds: SafetyThresholds, errors: list[str]) -> bool:
+    """Whether OCR runs; when the repo asks for it and Tesseract is missing, say so in ``errors``
+    (the verdict's) and the log, rather than pass unread pixels off as checked."""
+    if not thresholds.image.ocr:
+        return False
+    reason = ocr.unavailable_reason()
+    if reason:
+        errors.append(f"OCR did not run: {reason}")
+        if reason not in _WARNED:
+            _WARNED.add(reason)
+            logger.warning("content filter: OCR did not run, text in pixels goes unchecked: %s", reason)
+        return False
+    return True
+
+
+def check_image(file: MediaFile, thresholds: SafetyThresholds, errors: list[str]) -> list[Finding]:
     findings: list[Finding] = []
     for where, text in metadata_texts(file).items():
-        findings += check_text(text, thresholds, prefix=f"{where} ")
+        findings += check_text(text, thresholds.text, prefix=f"{where} ")
+    if ocr_enabled(thresholds, errors):
+        try:
+            with Image.open(file.open()) as img:
+                img.load()
+                picture = img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise MediaError(file.path, f"cannot decode image: {exc}") from exc
+        findings += check_pixels(picture, thresholds)
     return findings

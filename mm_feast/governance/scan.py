@@ -19,10 +19,12 @@ from mm_feast.media.file import MediaFile, Source, as_media_file
 
 logger = logging.getLogger(__name__)
 
-FILTERS: dict[str, Callable[[MediaFile, SafetyThresholds], list[Finding]]] = {
-    "text": lambda file, t: check_text(decode_text(file), t.text),
-    "image": lambda file, t: check_image(file, t.text),
-    "audio": lambda file, t: check_audio(file, t.audio),
+#: modality -> filter(file, thresholds, errors): findings; a filter that cannot run one of its
+#: checks says why in ``errors`` (it ends up in the verdict).
+FILTERS: dict[str, Callable[[MediaFile, SafetyThresholds, list[str]], list[Finding]]] = {
+    "text": lambda file, t, errors: check_text(decode_text(file), t.text),
+    "image": check_image,
+    "audio": lambda file, t, errors: check_audio(file, t.audio),
     "video": check_video,
 }
 
@@ -35,7 +37,8 @@ def scan_file(source: Source, thresholds: Optional[SafetyThresholds] = None, mod
         file = as_media_file(source)
         uri = str(file.path)
         modality = modality or detect(file)
-        return Verdict(uri, FILTERS[modality](file, thresholds))
+        errors: list[str] = []
+        return Verdict(uri, FILTERS[modality](file, thresholds, errors), errors=errors)
     except MediaError as exc:
         uri = exc.path
         finding = Finding("unreadable", "whole file", 1.0, "block", f"cannot be checked: {exc.reason}")

@@ -53,9 +53,26 @@ class AudioThresholds:
 
 
 @dataclass(frozen=True)
+class ImageThresholds:
+    ocr: bool = True  # read text in the pixels with Tesseract (visible text and hidden text)
+    ocr_min_confidence: float = 60.0  # Tesseract's mean word confidence for a line to count
+    # WCAG contrast ratio of ink to background under which a person cannot see the text (1 is
+    # invisible; 240 on 255 is 1.14; WCAG asks 4.5 of body text)
+    hidden_contrast: float = 1.15
+    hidden_text: Threshold = Threshold(flag=1)  # letters and digits on a line a person cannot see
+
+
+@dataclass(frozen=True)
+class VideoThresholds:
+    ocr_every_s: float = 1.0  # frames through the image filter's OCR: the first at or after each multiple
+
+
+@dataclass(frozen=True)
 class SafetyThresholds:
     text: TextThresholds = field(default_factory=TextThresholds)
     audio: AudioThresholds = field(default_factory=AudioThresholds)
+    image: ImageThresholds = field(default_factory=ImageThresholds)
+    video: VideoThresholds = field(default_factory=VideoThresholds)
 
 
 def _merge(record: Any, overrides: dict[str, Any], where: str) -> Any:
@@ -69,6 +86,10 @@ def _merge(record: Any, overrides: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict) or set(value) - {"flag", "block"}:
                 raise InvalidArgument(f"{where}.{key}: expected a mapping with 'flag' and/or 'block'")
             changes[key] = replace(current, **{k: (None if v is None else float(v)) for k, v in value.items()})
+        elif isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise InvalidArgument(f"{where}.{key}: expected true or false, got {value!r}")
+            changes[key] = value
         elif hasattr(current, "__dataclass_fields__"):
             changes[key] = _merge(current, value, f"{where}.{key}")
         else:
