@@ -193,6 +193,7 @@ CASES: tuple[SafetyCase, ...] = (
     SafetyCase("russian.txt", None, "allow", _text("Привет! Отчёт за квартал готов, выручка выросла.\n")),
     SafetyCase("french.txt", None, "allow", _text("Un café crème à emporter, s'il vous plaît. Merci beaucoup !\n")),
     SafetyCase("bom_start.txt", None, "allow", _text("\ufeffA document saved with a byte-order mark.\n")),
+    SafetyCase("short_note.txt", None, "allow", _text("A speech in plain text.\n")),  # was flagged before the benign set had notes about text
     SafetyCase("invoice_note.txt", None, "allow", _text("Please ignore the previous invoice; a corrected one is attached.\n")),
     # --- audio: adversarial (48 kHz or 44.1 kHz files)
     SafetyCase("carrier_19k.wav", "ultrasonic_energy", "block", _wav(lambda: _tone(19000, 2.0, 48000, 0.4), 48000)),

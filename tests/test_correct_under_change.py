@@ -151,6 +151,7 @@ def test_erasing_a_file_erases_every_copy_of_its_content_and_redacts_its_metadat
     assert len(copies) == 2 and copies.sha256.nunique() == 1
     assert copies.lineage_id.is_unique, "two rows never share a lineage id, even with the same bytes"
     sha, uris = copies.sha256.iloc[0], set(copies.uri)
+    assert LineageDB.for_repo(repo).safety_for([sha])[sha].verdict == "allow"  # checked before embedding
 
     close_connections()
     cli = Path(sys.executable).with_name("mm-feast")
@@ -166,6 +167,7 @@ def test_erasing_a_file_erases_every_copy_of_its_content_and_redacts_its_metadat
             assert sha not in text and not any(u in text for u in uris), f"{path} still names the erased file"
     [audit] = LineageDB.for_repo(repo).erasures()
     assert audit.sha256s == [sha] and audit.reason == "gdpr" and audit.offline_rows == 2
+    assert LineageDB.for_repo(repo).safety_for([sha]) == {}, "the filters' verdict quotes the content: it goes too"
 
     feast(repo, "materialize-incremental", now_arg())  # the files are still on disk: nothing comes back
     assert_stores_match_disk(repo, "dir_blocks", {"a": ["Alpha rewritten."], "speech.md": ["A speech in *markdown*, edited."]})

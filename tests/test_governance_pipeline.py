@@ -109,3 +109,24 @@ def test_a_search_query_is_screened_before_any_model_encodes_it(repo) -> None:
                         capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert Path(json.loads(ok.stdout)[0]["uri"]).name == "report.txt"
+
+
+def test_each_verdict_is_in_the_lineage_of_what_was_embedded_and_of_what_was_blocked(repo) -> None:
+    from mm_feast.services.lineage import lineage
+    from mm_feast.stores.lineage import LineageDB
+
+    root, _ = repo
+    blocks = pd.read_parquet(root / "data" / "embeddings" / "blocks_source.parquet")
+    flagged = blocks[blocks.uri.str.endswith("homoglyph_login.txt")].iloc[0]
+    [node] = lineage(root, flagged.lineage_id)
+    raw = node.to_dict()["parents"][0]
+    assert raw["safety"]["verdict"] == "flag" and raw["safety"]["reasons"][0].startswith("mixed_script at chars ")
+    assert {f["filter"] for f in raw["safety"]["findings"]} >= {"mixed_script"}
+    shown = subprocess.run([str(Path(sys.executable).with_name("mm-feast")), "lineage", flagged.lineage_id, "--repo", str(root)],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "safety=flag: mixed_script at chars" in shown.stdout, shown.stdout + shown.stderr
+    # the blocked file has no embedding, but its verdict is stored under its content hash
+    quarantine = pd.concat([pd.read_parquet(p) for p in (root / "data" / "quarantine").glob("*.parquet")])
+    claim = quarantine[quarantine.uri.str.endswith("claim_zero_width.txt")].iloc[0]
+    stored = LineageDB.for_repo(root).safety_for([claim.sha256])[claim.sha256]
+    assert stored.verdict == "block" and stored.modality == "text" and any("injection_pattern" in r for r in stored.reasons)

@@ -107,11 +107,35 @@ class LineageRecord:
 
 
 @dataclass
+class SafetyRecord:
+    """The content filters' verdict on one file's content under one set of thresholds: the part
+    of a raw source's lineage that says what was checked before any model saw it."""
+
+    project: str
+    sha256: str
+    modality: str
+    uri: str
+    verdict: str  # allow, flag or block
+    reasons: list[str]
+    findings: list[dict[str, Any]]
+    errors: list[str]
+    thresholds_hash: str
+    checked_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reasons": list(self.reasons), "findings": list(self.findings),
+                "errors": list(self.errors), "thresholds_hash": self.thresholds_hash,
+                "checked_at": self.checked_at.isoformat()}
+
+
+@dataclass
 class LineageNode:
-    """A record with its parents resolved into records, down to raw file positions."""
+    """A record with its parents resolved into records, down to raw file positions, and the
+    content filters' verdict on each raw file (by content hash; filled in at the root)."""
 
     record: LineageRecord
     children: list[tuple[ParentRef, Optional["LineageNode"]]] = field(default_factory=list)
+    safety: dict[str, SafetyRecord] = field(default_factory=dict)
 
     def raw_parents(self) -> list[ParentRef]:
         """Every raw file position this vector depends on, through any depth of derivation."""
@@ -123,8 +147,9 @@ class LineageNode:
                 out.extend(node.raw_parents())
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, safety: Optional[dict[str, SafetyRecord]] = None) -> dict[str, Any]:
         r = self.record
+        safety = self.safety if safety is None else safety
         return {
             "lineage_id": r.lineage_id,
             "view": r.view,
@@ -147,7 +172,8 @@ class LineageNode:
                     "modality": ref.modality,
                     "position": ref.position,
                     "where": ref.where(),
-                    **({"lineage": node.to_dict()} if node is not None else {}),
+                    **({"safety": safety[ref.sha256].to_dict()} if ref.is_raw and ref.sha256 in safety else {}),
+                    **({"lineage": node.to_dict(safety)} if node is not None else {}),
                     **({"lineage_id": ref.parent_lineage_id} if ref.parent_lineage_id else {}),
                 }
                 for ref, node in self.children

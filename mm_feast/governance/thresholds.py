@@ -97,6 +97,15 @@ def _merge(record: Any, overrides: dict[str, Any], where: str) -> Any:
     return replace(record, **changes)
 
 
+def thresholds_hash(thresholds: SafetyThresholds) -> str:
+    """Which settings a verdict was reached under (stored with it in the lineage database)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    return hashlib.sha256(json.dumps(asdict(thresholds), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def load_thresholds(repo_path: Optional[Path]) -> SafetyThresholds:
     """The repo's thresholds (``safety/thresholds.yaml``), or the defaults when it has none."""
     defaults = SafetyThresholds()

@@ -24,7 +24,7 @@ from mm_feast.media import Locator, SegmentationConfig
 from mm_feast.plugin.compat import online_store_of
 from mm_feast.stores.lineage import LineageDB
 from mm_feast.stores.quarantine import write_table
-from mm_feast.core.records import RAW, ErasureRecord, LineageNode, LineageRecord, ParentRef
+from mm_feast.core.records import RAW, ErasureRecord, LineageNode, LineageRecord, ParentRef, SafetyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,16 @@ def find_records(db: LineageDB, key: str, view: Optional[str] = None) -> list[Li
     return records
 
 
+def with_safety(db: LineageDB, node: LineageNode) -> LineageNode:
+    """Attach the content filters' verdict on each raw file of the tree (by content hash)."""
+    node.safety = db.safety_for([ref.sha256 for ref in node.raw_parents()])
+    return node
+
+
 def lineage(repo_path: Path, key: str, view: Optional[str] = None) -> list[LineageNode]:
-    """Every lineage tree for an entity key or lineage id, newest first."""
+    """Every lineage tree for an entity key or lineage id, newest first, with safety verdicts."""
     db = LineageDB.for_repo(repo_path)
-    return [build_tree(db, r) for r in find_records(db, key, view)]
+    return [with_safety(db, build_tree(db, r)) for r in find_records(db, key, view)]
 
 
 def _encoder_line(record: LineageRecord) -> str:
@@ -74,8 +80,18 @@ def _encoder_line(record: LineageRecord) -> str:
     )
 
 
-def format_tree(node: LineageNode, out: TextIO, indent: str = "", current: Optional[bool] = None) -> None:
-    """Print a tree: the embedding, its encoder, then each parent down to raw file positions."""
+def _safety_line(record: Optional[SafetyRecord]) -> str:
+    if record is None:
+        return ""
+    why = f": {'; '.join(record.reasons)}" if record.reasons else ""
+    return f"  safety={record.verdict}{why}"
+
+
+def format_tree(node: LineageNode, out: TextIO, indent: str = "", current: Optional[bool] = None,
+                safety: Optional[dict[str, SafetyRecord]] = None) -> None:
+    """Print a tree: the embedding, its encoder, then each parent down to raw file positions,
+    each with the content filters' verdict on that file."""
+    safety = node.safety if safety is None else safety
     r = node.record
     state = ""
     if r.deleted_at is not None and r.erasure_id:
@@ -90,10 +106,11 @@ def format_tree(node: LineageNode, out: TextIO, indent: str = "", current: Optio
         last = i == len(node.children) - 1
         branch, pad = ("└─ ", "   ") if last else ("├─ ", "│  ")
         if ref.is_raw:
-            out.write(f"{indent}  {branch}raw {ref.modality} {ref.uri}  sha256={ref.sha256[:16]}…  {ref.where()}\n")
+            out.write(f"{indent}  {branch}raw {ref.modality} {ref.uri}  sha256={ref.sha256[:16]}…  {ref.where()}"
+                      f"{_safety_line(safety.get(ref.sha256))}\n")
         elif child is not None:
             out.write(f"{indent}  {branch}{ref.role}:\n")
-            format_tree(child, out, indent + "  " + pad)
+            format_tree(child, out, indent + "  " + pad, safety=safety)
         else:
             out.write(
                 f"{indent}  {branch}{ref.role} {ref.parent_source}/{ref.parent_entity_key} lineage_id={ref.parent_lineage_id}"

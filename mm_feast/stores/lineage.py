@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from mm_feast.core.records import EncoderInfo, ErasureRecord, LineageRecord, ParentRef
+from mm_feast.core.records import EncoderInfo, ErasureRecord, LineageRecord, ParentRef, SafetyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,37 @@ erasures_table = Table(
     Column("offline_rows", Integer, nullable=False),
     Column("online_rows", Integer, nullable=False),
     Column("views", Text, nullable=False),
+)
+
+safety_table = Table(
+    "mm_safety_verdicts",  # the content filters' verdict per file content, before any model saw it
+    metadata,
+    Column("project", String(255), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("modality", String(32), primary_key=True),
+    Column("thresholds_hash", String(64), primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("verdict", String(8), nullable=False),
+    Column("reasons_json", Text, nullable=False),
+    Column("findings_json", Text, nullable=False),
+    Column("errors_json", Text, nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+)
+
+release_gates_table = Table(
+    "mm_release_gates",  # each bias check of a promotion: passed, refused, or overridden with a reason
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(255), nullable=False),
+    Column("view", String(255), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("test", String(255), nullable=False),
+    Column("effect_size", Float, nullable=False),
+    Column("p_value", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),  # passed, refused, overridden
+    Column("override_reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 served_table = Table(
@@ -418,9 +449,62 @@ class LineageDB:
                     )
         return len(new)
 
-    def mark_deleted(self, keys: Sequence[str], erasure: ErasureRecord) -> None:
-        """Keep the records (the audit trail) but mark them as erased, in one transaction with the audit row."""
+    def write_safety(self, verdicts: Sequence[SafetyRecord]) -> int:
+        """Store verdicts not stored yet (one per content hash, modality and thresholds)."""
+        rows = {(v.sha256, v.modality, v.thresholds_hash): v for v in verdicts}
+        if not rows:
+            return 0
         with self.engine.begin() as conn:
+            stored = set()
+            for chunk in _chunks(sorted({sha for sha, _, _ in rows})):
+                stored.update(conn.execute(
+                    select(safety_table.c.sha256, safety_table.c.modality, safety_table.c.thresholds_hash).where(
+                        and_(safety_table.c.project == self.project, safety_table.c.sha256.in_(chunk)))).tuples())
+            new = [v for key, v in rows.items() if key not in stored]
+            if new:
+                conn.execute(safety_table.insert(), [
+                    {"project": self.project, "sha256": v.sha256, "modality": v.modality, "thresholds_hash": v.thresholds_hash,
+                     "uri": v.uri, "verdict": v.verdict, "reasons_json": json.dumps(v.reasons),
+                     "findings_json": json.dumps(v.findings), "errors_json": json.dumps(v.errors), "checked_at": v.checked_at}
+                    for v in new])
+        return len(new)
+
+    def safety_for(self, sha256s: Sequence[str]) -> dict[str, SafetyRecord]:
+        """The latest verdict on each content hash (any modality, any thresholds)."""
+        found: dict[str, SafetyRecord] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(sha256s))):
+                rows = conn.execute(select(safety_table).where(and_(safety_table.c.project == self.project, safety_table.c.sha256.in_(chunk)))
+                                    .order_by(safety_table.c.checked_at)).mappings().all()
+                for r in rows:
+                    found[r["sha256"]] = SafetyRecord(
+                        self.project, r["sha256"], r["modality"], r["uri"], r["verdict"], json.loads(r["reasons_json"]),
+                        json.loads(r["findings_json"]), json.loads(r["errors_json"]), r["thresholds_hash"], _utc(r["checked_at"]))
+        return found
+
+    def record_release_gate(self, view: str, model_version: str, test: str, effect_size: float, p_value: float,
+                            threshold: float, outcome: str, override_reason: Optional[str] = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(release_gates_table.insert(), [{
+                "project": self.project, "view": view, "model_version": model_version, "test": test,
+                "effect_size": float(effect_size), "p_value": float(p_value), "threshold": float(threshold), "outcome": outcome,
+                "override_reason": override_reason, "at": datetime.now(timezone.utc)}])
+
+    def release_gates(self, view: Optional[str] = None) -> list[dict[str, Any]]:
+        """Every recorded bias check of a promotion, oldest first."""
+        where = release_gates_table.c.project == self.project
+        if view:
+            where = and_(where, release_gates_table.c.view == view)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(release_gates_table).where(where).order_by(release_gates_table.c.id)).mappings().all()
+        return [{**{k: v for k, v in r.items() if k not in ("id", "project")}, "at": _utc(r["at"])} for r in rows]
+
+    def mark_deleted(self, keys: Sequence[str], erasure: ErasureRecord) -> None:
+        """Keep the records (the audit trail) but mark them as erased, in one transaction with the
+        audit row; the content filters' verdicts on the erased content go (they quote it)."""
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(erasure.sha256s)):
+                conn.execute(safety_table.delete().where(and_(safety_table.c.project == self.project, safety_table.c.sha256.in_(chunk))))
             for chunk in _chunks(list(keys)):
                 conn.execute(
                     update(records_table)

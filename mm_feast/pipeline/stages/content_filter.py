@@ -1,14 +1,26 @@
 """Content filters on every input, before any model sees it (mm_feast.governance): a blocked item
 is quarantined with the filters' reasons; a flagged one is ingested with ``safety = "flag"``,
-which search can filter on, and listed in the run summary."""
+which search can filter on, and listed in the run summary. Every verdict (allow, flag, block)
+goes into the lineage database beside the file's content hash, so `mm-feast lineage` shows what
+was checked before the model saw the file."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
+from mm_feast.core.records import SafetyRecord
 from mm_feast.governance.scan import scan_file
-from mm_feast.governance.thresholds import load_thresholds
+from mm_feast.governance.thresholds import load_thresholds, thresholds_hash
+from mm_feast.governance.verdict import Verdict
 from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, StageOutput, Work
+from mm_feast.stores.lineage import LineageDB
+
+
+def safety_record(project: str, verdict: Verdict, sha256: str, modality: str, thresholds_digest: str) -> SafetyRecord:
+    data = verdict.as_dict()
+    return SafetyRecord(project, sha256, modality, verdict.uri, verdict.verdict, data["reasons"], data["findings"],
+                        data["errors"], thresholds_digest, datetime.now(timezone.utc))
 
 
 class ContentFilter(Stage):
@@ -19,8 +31,11 @@ class ContentFilter(Stage):
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
         context = run.context
         thresholds = context.once(("safety_thresholds",), lambda: load_thresholds(context.repo_path))
+        digest = context.once(("safety_thresholds_hash",), lambda: thresholds_hash(thresholds))
+        db = LineageDB.for_repo(context.repo_path)
         kept: list[Work] = []
         quarantined: list[Quarantined] = []
+        records: list[SafetyRecord] = []
         for work in works:
             row = work.row
             if row.error:  # unreadable: the segment stage quarantines it with the reader's reason
@@ -28,6 +43,7 @@ class ContentFilter(Stage):
                 continue
             verdict = context.once(("safety", row.uri, row.sha256, row.modality),
                                    lambda: scan_file(context.read(row.uri), thresholds, row.modality))
+            records.append(safety_record(db.project, verdict, row.sha256, row.modality, digest))
             if verdict.verdict == "block":
                 findings = [f for f in verdict.findings if f.level == "block"]
                 details = {
@@ -41,5 +57,6 @@ class ContentFilter(Stage):
             if verdict.verdict == "flag":
                 work.notes.append(f"{row.uri}: flagged by content filter: " + "; ".join(verdict.reasons))
             kept.append(work)
+        db.write_safety(records)
         run.advance(len(quarantined))
         return StageOutput(kept, quarantined)
