@@ -78,6 +78,12 @@ def cmd_versions(args: argparse.Namespace) -> int:
             from mm_feast.core.errors import InvalidArgument
 
             raise InvalidArgument("versions serve needs a model version (see: mm-feast versions list VIEW)")
+        from mm_feast.services.bias import release_gate
+
+        # the release gate: the view's bias checks on the version about to be served
+        versions.version_rows(store, args.view, args.version)  # a version the view lacks: say that first
+        for check in release_gate(store, args.view, args.version, args.override_reason):
+            sys.stdout.write(f"bias check {check.check.name}: d={check.weat.effect_size:+.3f} p={check.weat.p_value:.4f}\n")
         result = versions.switch(store, args.view, args.version)
     else:
         result = versions.rollback(store, args.view)
@@ -110,4 +116,5 @@ def register_commands(sub: Any) -> None:
     ver.add_argument("view", help="embedding view name")
     ver.add_argument("version", nargs="?", help="model version to serve (serve only)")
     ver.add_argument("--repo", default="feature_repo")
+    ver.add_argument("--override-reason", help="serve a version over the bias limit anyway; the reason is recorded")
     ver.set_defaults(func=cmd_versions)

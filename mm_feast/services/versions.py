@@ -142,6 +142,42 @@ def list_versions(store: Any, view_name: str) -> list[VersionInfo]:
     return sorted(out, key=lambda v: v.first_created)
 
 
+@dataclass(frozen=True)
+class VersionRows:
+    """A view's offline rows, and the newest row per key of one model version among them."""
+
+    view: Any
+    join_key: str
+    frame: pd.DataFrame
+    rows: pd.DataFrame
+
+
+def version_rows(store: Any, view_name: str, model_version: str) -> VersionRows:
+    """The rows a view would serve under ``model_version`` (refused when it has none)."""
+    from mm_feast.sources import CREATED_FIELD
+
+    view = _embedding_view(store, view_name)
+    frame = _offline_rows(store, view)
+    available = sorted(set(frame["model_version"]))
+    if model_version not in available:
+        raise VersionError(f"view '{view_name}' has no rows of model version {model_version}; it has {available}")
+    join_key = view.entity_columns[0].name
+    rows = frame[frame["model_version"] == model_version].sort_values(CREATED_FIELD).groupby(join_key).tail(1)
+    return VersionRows(view, join_key, frame, rows)
+
+
+def version_encoder(store: Any, found: VersionRows, model_version: str) -> Any:
+    """The encoder that made ``model_version`` of a view (to put text in that same space)."""
+    from mm_feast.encoders import get_encoder
+
+    model_id = str(found.rows["model_id"].iloc[0])
+    encoder = get_encoder(model_id, _revision_for(_db(store), found.view, model_id, model_version))
+    if encoder.version != model_version:
+        raise VersionError(f"model version {model_version} of view '{found.view.name}' cannot be loaded: {model_id}"
+                           f" now loads version {encoder.version}; restore the weights that made {model_version}")
+    return encoder
+
+
 def switch(store: Any, view_name: str, model_version: str, action: str = "switch") -> SwitchResult:
     """Serve ``model_version``: pin it, rewrite the online rows from the offline store, record it."""
     import pyarrow as pa
@@ -149,15 +185,10 @@ def switch(store: Any, view_name: str, model_version: str, action: str = "switch
     from mm_feast.plugin.compat import entity_key_hex, online_rows
     from mm_feast.sources import CREATED_FIELD
 
-    view = _embedding_view(store, view_name)
+    found = version_rows(store, view_name, model_version)
+    view, frame, rows, join_key = found.view, found.frame, found.rows, found.join_key
     db = _db(store)
-    frame = _offline_rows(store, view)
-    available = sorted(set(frame["model_version"]))
-    if model_version not in available:
-        raise VersionError(f"view '{view_name}' has no rows of model version {model_version}; it has {available}")
     before = served_version(store, view_name)
-    join_key = view.entity_columns[0].name
-    rows = frame[frame["model_version"] == model_version].sort_values(CREATED_FIELD).groupby(join_key).tail(1)
     stale_keys = sorted(set(frame[join_key]) - set(rows[join_key]))
     first = rows.iloc[0]
     now = datetime.now(timezone.utc)
