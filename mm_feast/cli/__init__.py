@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from mm_feast.cli.bias import register_cli as register_bias_commands
+from mm_feast.cli.explain import register_cli as register_explain_commands
 from mm_feast.cli.lineage import register_commands as register_lineage_commands
 from mm_feast.cli.quality import register_cli as register_quality_commands
 from mm_feast.cli.safety import register_cli as register_safety_commands
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_quality_commands(sub)  # validate, quarantine list|show|release
     register_safety_commands(sub)  # safety scan
     register_bias_commands(sub)  # bias
+    register_explain_commands(sub)  # explain
     _add_to_subcommands(parser, "--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 

@@ -181,3 +181,25 @@ def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
     if fused:
         out.write(f"\nmm-feast lineage {fused[0].lineage_id}  (the top fused hit, back to raw files):\n")
         print_lineage(lineage(repo, fused[0].lineage_id), out)
+    show_claims(repo, out)
+
+
+#: (name, damage, inconsistent text, stressed call or None for no call, as a video)
+DEMO_CLAIMS = [
+    ("claim_video_stressed", True, True, True, True),
+    ("claim_photo_consistent", False, False, False, False),
+    ("claim_photo_no_call", True, True, None, False),
+]
+
+
+def show_claims(repo: Path, out=sys.stdout) -> None:
+    """The demo decision model on three synthetic insurance claims, each explained across modalities."""
+    from mm_feast.services.claims import embed_claim, explain
+    from mm_feast.synthetic_claims import write_claim
+
+    out.write("\nInsurance claims: the demo decision model, explained across modalities (mm-feast explain):\n")
+    for i, (name, damage, inconsistent, stressed, video) in enumerate(DEMO_CLAIMS):
+        claim = write_claim(Path(repo) / "data" / "claims", name, damage, inconsistent, stressed, video=video, seed=7)
+        explanation = explain(embed_claim(claim.picture, claim.text, claim.call))
+        truth = "reject" if claim.rejected else "approve"
+        out.write(f"  {name} (rule says {truth}): {explanation.line()}\n")
