@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mm_feast.core.errors import InvalidArgument
 from mm_feast.governance.scan import scan_file, scan_text
 from mm_feast.governance.thresholds import SafetyThresholds, load_thresholds
 from mm_feast.media import ocr
@@ -36,7 +36,7 @@ def test_each_file_gets_its_expected_verdict_from_its_target_filter(corpus: Path
     if case.target is None:
         assert not verdict.reasons
     else:
-        hits = [f for f in verdict.findings if f.filter == case.target and f.level != "allow"]  # it fired
+        hits = [f for f in verdict.findings if f.filter == case.target and f.level == (case.target_level or case.expected)]
         assert hits, verdict.as_dict()
         assert all(f.locator and f.reason for f in hits)
 
@@ -146,10 +146,22 @@ def test_hidden_text_is_flagged_and_an_injection_in_it_blocked_with_box_and_fram
 
 
 @needs_ocr
-def test_ocr_can_be_turned_off_per_repo(corpus: Path) -> None:
-    thresholds = replace(SafetyThresholds(), image=replace(SafetyThresholds().image, ocr=False))
-    verdict = scan_file(corpus / "hidden_injection.png", thresholds)
+def test_ocr_can_be_turned_off_per_repo_and_a_non_boolean_is_refused(corpus: Path, tmp_path: Path) -> None:
+    (tmp_path / "safety").mkdir()
+    (tmp_path / "safety" / "thresholds.yaml").write_text("image:\n  ocr: false\n")
+    verdict = scan_file(corpus / "hidden_injection.png", load_thresholds(tmp_path))
     assert verdict.verdict == "allow" and not verdict.findings and not verdict.errors
+    (tmp_path / "safety" / "thresholds.yaml").write_text("image:\n  ocr: 'no'\n")
+    with pytest.raises(InvalidArgument, match=r"thresholds.yaml.image.ocr: expected true or false, got 'no'"):
+        load_thresholds(tmp_path)
+
+
+@needs_ocr
+def test_a_picture_tesseract_cannot_read_in_time_is_flagged_with_the_reason(corpus: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ocr, "TIMEOUT_S", 0.001)  # a real Tesseract process, killed at its deadline
+    verdict = scan_file(corpus / "scanned_page.png")
+    [failed] = [f for f in verdict.findings if f.filter == "ocr_failed"]
+    assert failed.level == "flag" and "tesseract failed" in failed.reason and verdict.verdict == "flag"
 
 
 def test_missing_tesseract_is_reported_in_the_verdict_not_passed_off_as_checked(corpus: Path, monkeypatch) -> None:

@@ -98,7 +98,7 @@ def test_groups_can_be_chosen_by_a_query_and_retrieval_skew_is_measured(repo: Pa
     assert result.collection_share["red"] == pytest.approx(4 / result.items)
     # "a red circle" over-represents red pictures (its other hits are circles of other colours)
     assert red_query.top_share["red"] >= 2 * result.collection_share["red"] and red_query.top_share["blue"] == 0.0
-    assert sum(neutral.top_share.values()) <= 1.0
+    assert set(neutral.top_share) == {"red", "blue"}
 
 
 def test_bad_checks_are_named_in_one_line(repo: Path) -> None:
@@ -106,6 +106,12 @@ def test_bad_checks_are_named_in_one_line(repo: Path) -> None:
 
     with pytest.raises(InvalidArgument, match=r"checks\[0\].groups.red: give 'column' with exactly one of"):
         parse_bias_config({"checks": [check("bad", {"red": RED, "blue": BLUE}, {"red": {"column": "caption"}, "blue": {"query": "q"}})]}, "test")
+    with pytest.raises(InvalidArgument, match="top_k: must be at least 1, got 0"):
+        parse_bias_config({"top_k": 0, "checks": []}, "test")
+    with pytest.raises(InvalidArgument, match="permutations: expected an integer, got 'many'"):
+        parse_bias_config({"permutations": "many", "checks": []}, "test")
+    with pytest.raises(InvalidArgument, match=r"name: use letters, digits"):
+        parse_bias_config({"checks": [check("../escape", {"red": RED, "blue": BLUE})]}, "test")
     with pytest.raises(InvalidArgument, match="group 'red' reads manifest column 'colour'"):
         results(repo, [check("missing", {"red": RED, "blue": BLUE}, {"red": {"column": "colour", "equals": "red"},
                                                                      "blue": {"column": "caption", "contains": "blue"}})])

@@ -62,3 +62,29 @@ def test_explain_cli_prints_one_line_and_json_and_refuses_blocked_input(tmp_path
     refused = subprocess.run([str(CLI), "explain", "--picture", str(claim.picture), "--text", str(injected)],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "blocked by content filter" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_past_six_segments_contiguous_runs_are_attributed_and_the_run_with_the_signal_wins() -> None:
+    """A constructed model that reads one direction; frame 8 of 10 carries it: the run that
+    holds frame 8 gets the video's share, named by its frame times."""
+    import numpy as np
+
+    from mm_feast.media import Locator
+    from mm_feast.services.claims import ClaimFeatures, Part
+
+    rng = np.random.default_rng(0)
+    dim = 16
+    signal = np.zeros(dim)
+    signal[0] = 1.0
+    frames = rng.normal(size=(10, dim)) * 0.1
+    frames[:, 0] = 0.0
+    frames[8, 0] = 3.0
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    locators = [Locator(uri="v.mp4", sha256="s", modality="video", start_s=i * 0.5) for i in range(10)]
+    model = DecisionModel({"picture": 8.0 * signal}, -1.0, {"picture": np.eye(dim)[1]})
+    features = ClaimFeatures({"picture": Part("picture", "video", "v.mp4", frames, locators)})
+    explanation = explain(features, model)
+    [video] = explanation.attributions
+    assert explanation.decision == "reject" and video.share == pytest.approx(1.0)
+    # 10 frames in 6 runs: [0,1] [2,3] [4,5] [6,7] [8] [9]; frame 8 (4.00 s) is a run of its own
+    assert video.segment == "frame at 4.00 s", video.segment

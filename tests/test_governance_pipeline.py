@@ -130,3 +130,20 @@ def test_each_verdict_is_in_the_lineage_of_what_was_embedded_and_of_what_was_blo
     claim = quarantine[quarantine.uri.str.endswith("claim_zero_width.txt")].iloc[0]
     stored = LineageDB.for_repo(root).safety_for([claim.sha256])[claim.sha256]
     assert stored.verdict == "block" and stored.modality == "text" and any("injection_pattern" in r for r in stored.reasons)
+
+
+def test_erasing_a_blocked_file_removes_its_stored_verdict_and_every_copy(repo) -> None:
+    """A blocked file has no embedding, but its verdict quotes it: erasure must reach it too."""
+    from mm_feast.stores.lineage import LineageDB
+
+    root, _ = repo
+    claim = root / "inbox" / "claim_zero_width.txt"
+    db = LineageDB.for_repo(root)
+    sha = pd.concat([pd.read_parquet(p) for p in (root / "data" / "quarantine").glob("*.parquet")]).query(
+        "uri.str.endswith('claim_zero_width.txt')", engine="python").sha256.iloc[0]
+    assert sha in db.safety_for([sha])
+    erased = subprocess.run([str(Path(sys.executable).with_name("mm-feast")), "impacted", str(claim), "--delete",
+                             "--reason", "test", "--repo", str(root)], capture_output=True, text=True, timeout=300)
+    assert erased.returncode == 0, erased.stderr
+    assert "nothing live to delete; removed 1 stored content-filter verdict(s)" in erased.stdout
+    assert db.safety_for([sha]) == {}

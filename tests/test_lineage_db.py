@@ -88,3 +88,19 @@ def test_absent_locator_values_become_none(value, expected):
 
     row = {"uri": "/x.wav", "sha256": "s", "modality": "audio", "position": "t", "start_s": value, "end_s": value}
     assert raw_parent(row, sample_rate=16000).start_s == expected
+
+
+def test_a_recheck_replaces_the_stored_verdict_and_erasure_by_file_reaches_every_copy(tmp_path: Path):
+    from mm_feast.core.records import SafetyRecord
+
+    db = LineageDB(LineageTarget(f"sqlite:///{tmp_path / 'l.db'}", "p"))
+
+    def verdict(uri: str, sha: str, level: str, at: int) -> SafetyRecord:
+        return SafetyRecord("p", sha, "image", uri, level, [f"{level} reason"], [], [], "t1", datetime(2026, 1, 1, at, tzinfo=timezone.utc))
+
+    db.write_safety([verdict("/a.png", "s1", "allow", 1), verdict("/copy.png", "s1", "allow", 1), verdict("/b.png", "s2", "flag", 1)])
+    db.write_safety([verdict("/a.png", "s1", "flag", 2)])  # re-checked, e.g. now that OCR runs
+    assert {k: v.verdict for k, v in db.safety_for(["s1", "s2"]).items()} == {"s1": "flag", "s2": "flag"}
+    assert db.safety_for(["s1"])["s1"].reasons == ["flag reason"]
+    assert db.erase_safety(["/a.png"], []) == 1  # by file: its content's one verdict (the copy shares the hash)
+    assert set(db.safety_for(["s1", "s2"])) == {"s2"}

@@ -32,7 +32,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def cmd_impacted(args: argparse.Namespace) -> int:
     from mm_feast.stores.lineage import open_store
-    from mm_feast.services.lineage import erase, impacted, print_impact
+    from mm_feast.services.lineage import erase, erase_verdicts, impacted, print_impact
 
     repo = _repo(args)
     impact = impacted(repo, args.target)
@@ -47,7 +47,8 @@ def cmd_impacted(args: argparse.Namespace) -> int:
         print_impact(impact, sys.stdout)
     if args.delete:
         if not impact.live():
-            sys.stdout.write("nothing live to delete\n")
+            verdicts = erase_verdicts(repo, impact)
+            sys.stdout.write("nothing live to delete" + (f"; removed {verdicts} stored content-filter verdict(s)" if verdicts else "") + "\n")
             return 0
         erasure = erase(open_store(repo), impact, reason=args.reason)
         sys.stdout.write(
@@ -78,13 +79,12 @@ def cmd_versions(args: argparse.Namespace) -> int:
             from mm_feast.core.errors import InvalidArgument
 
             raise InvalidArgument("versions serve needs a model version (see: mm-feast versions list VIEW)")
-        from mm_feast.services.bias import release_gate
+        from mm_feast.services.bias import serve
 
-        # the release gate: the view's bias checks on the version about to be served
-        versions.version_rows(store, args.view, args.version)  # a version the view lacks: say that first
-        for check in release_gate(store, args.view, args.version, args.override_reason):
+        promotion = serve(store, args.view, args.version, args.override_reason)  # behind the bias release gate
+        for check in promotion.checks:
             sys.stdout.write(f"bias check {check.check.name}: d={check.weat.effect_size:+.3f} p={check.weat.p_value:.4f}\n")
-        result = versions.switch(store, args.view, args.version)
+        result = promotion.switch
     else:
         result = versions.rollback(store, args.view)
     sys.stdout.write(

@@ -6,13 +6,29 @@ Kept in the repo so a team reviews a change of the release gate like any other c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from mm_feast.core.errors import InvalidArgument
+from mm_feast.core.yaml_files import load_mapping
 
 CHECKS_FILE = Path("bias") / "checks.yaml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a check's name is also its report's file name
+
+
+def _number(value: Any, kind: type, where: str, minimum: float) -> Any:
+    """``value`` as ``kind`` (int or float), at least ``minimum``; else a one-line error."""
+    try:
+        number = kind(value)
+        if isinstance(value, bool) or (kind is int and float(value) != number):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{where}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if number < minimum:
+        raise InvalidArgument(f"{where}: must be at least {minimum}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ def _group(name: str, spec: Any, where: str) -> GroupSpec:
     if "query" in spec:
         if "column" in spec:
             raise InvalidArgument(f"{where}: a group is chosen by 'column' or by 'query', not both")
-        return GroupSpec(name, query=str(spec["query"]), top=int(spec.get("top", 10)))
+        return GroupSpec(name, query=str(spec["query"]), top=_number(spec.get("top", 10), int, f"{where}.top", 1))
     if "column" not in spec or ("equals" in spec) == ("contains" in spec):
         raise InvalidArgument(f"{where}: give 'column' with exactly one of 'equals' or 'contains' (or a 'query')")
     return GroupSpec(name, column=str(spec["column"]), equals=None if "equals" not in spec else str(spec["equals"]),
@@ -85,6 +101,11 @@ def _check(data: Any, where: str) -> BiasCheck:
     missing = {"name", "view", "concepts", "groups"} - set(data)
     if missing:
         raise InvalidArgument(f"{where}: missing {sorted(missing)}")
+    unknown = set(data) - {"name", "view", "concepts", "groups", "neutral_queries"}
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown setting(s) {sorted(unknown)}")
+    if not _NAME.match(str(data["name"])):
+        raise InvalidArgument(f"{where}.name: use letters, digits, '_', '-' and '.', got {data['name']!r}")
     concepts = []
     for name, phrases in _pair(data["concepts"], f"{where}.concepts"):
         if not isinstance(phrases, list) or len(phrases) < 2 or not all(isinstance(p, str) and p.strip() for p in phrases):
@@ -108,19 +129,16 @@ def parse_bias_config(data: Any, where: str) -> BiasConfig:
     if len(set(names)) != len(names):
         raise InvalidArgument(f"{where}: check names must be unique, got {names}")
     defaults = BiasConfig()
-    return BiasConfig(float(data.get("max_effect_size", defaults.max_effect_size)), int(data.get("permutations", defaults.permutations)),
-                      int(data.get("seed", defaults.seed)), int(data.get("top_k", defaults.top_k)), checks)
+    return BiasConfig(
+        _number(data.get("max_effect_size", defaults.max_effect_size), float, f"{where}: max_effect_size", 0.0),
+        _number(data.get("permutations", defaults.permutations), int, f"{where}: permutations", 1),
+        _number(data.get("seed", defaults.seed), int, f"{where}: seed", 0),
+        _number(data.get("top_k", defaults.top_k), int, f"{where}: top_k", 1),
+        checks)
 
 
 def load_bias_config(repo_path: Optional[Path]) -> BiasConfig:
     """The repo's bias checks, or none (and the default gate) when it has no ``bias/checks.yaml``."""
-    if repo_path is None or not (Path(repo_path) / CHECKS_FILE).is_file():
-        return BiasConfig()
-    import yaml
-
-    path = Path(repo_path) / CHECKS_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path}: not valid YAML: {exc}") from exc
-    return parse_bias_config(data, str(path))
+    path = Path(repo_path or ".") / CHECKS_FILE
+    data = load_mapping(path) if repo_path is not None else None
+    return BiasConfig() if data is None else parse_bias_config(data, str(path))

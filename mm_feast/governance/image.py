@@ -17,7 +17,7 @@ from mm_feast.governance.text import check_text
 from mm_feast.governance.thresholds import SafetyThresholds
 from mm_feast.governance.verdict import Finding
 from mm_feast.media import ocr
-from mm_feast.media.base import MediaError
+from mm_feast.media import load_image
 from mm_feast.media.file import MediaFile
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,11 @@ def check_pixels(pixels: Image.Image | np.ndarray, thresholds: SafetyThresholds,
     settings = thresholds.image
     findings: list[Finding] = []
     said: dict[str, list[str]] = {"hidden": [], "visible": []}
-    for line in ocr.read_lines(pixels, settings.ocr_min_confidence):
+    try:
+        lines = ocr.read_lines(pixels, settings.ocr_min_confidence)
+    except ocr.OcrError as exc:  # this picture could not be read: say so, flagged, and go on
+        return [Finding("ocr_failed", f"{prefix}whole picture".strip(), 1.0, "flag", str(exc))]
+    for line in lines:
         where = f"{prefix}{line.box}"
         if line.contrast < settings.hidden_contrast:
             letters = sum(ch.isalnum() for ch in line.text)
@@ -105,11 +109,5 @@ def check_image(file: MediaFile, thresholds: SafetyThresholds, errors: list[str]
     for where, text in metadata_texts(file).items():
         findings += check_text(text, thresholds.text, prefix=f"{where} ")
     if ocr_enabled(thresholds, errors):
-        try:
-            with Image.open(file.open()) as img:
-                img.load()
-                picture = img.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise MediaError(file.path, f"cannot decode image: {exc}") from exc
-        findings += check_pixels(picture, thresholds)
+        findings += check_pixels(load_image(file), thresholds)  # the pixels the model and a person see
     return findings

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from mm_feast.core.errors import InvalidArgument
+from mm_feast.core.ids import config_hash
+from mm_feast.core.yaml_files import load_mapping
 from mm_feast.governance.verdict import Level
 
 logger = logging.getLogger(__name__)
@@ -99,25 +101,12 @@ def _merge(record: Any, overrides: dict[str, Any], where: str) -> Any:
 
 def thresholds_hash(thresholds: SafetyThresholds) -> str:
     """Which settings a verdict was reached under (stored with it in the lineage database)."""
-    import hashlib
-    import json
-    from dataclasses import asdict
-
-    return hashlib.sha256(json.dumps(asdict(thresholds), sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash(asdict(thresholds))[0]
 
 
 def load_thresholds(repo_path: Optional[Path]) -> SafetyThresholds:
     """The repo's thresholds (``safety/thresholds.yaml``), or the defaults when it has none."""
     defaults = SafetyThresholds()
-    if repo_path is None or not (Path(repo_path) / THRESHOLDS_FILE).is_file():
-        return defaults
-    import yaml
-
-    path = Path(repo_path) / THRESHOLDS_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"{path}: expected a mapping of modality -> settings")
-    return _merge(defaults, data, str(path))
+    path = Path(repo_path or ".") / THRESHOLDS_FILE
+    data = load_mapping(path) if repo_path is not None else None
+    return defaults if data is None else _merge(defaults, data, str(path))

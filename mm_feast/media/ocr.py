@@ -26,6 +26,11 @@ from PIL import Image, ImageOps
 logger = logging.getLogger(__name__)
 
 MIN_SIDE = 16  # below this no line of text fits
+TIMEOUT_S = 60  # one Tesseract call; a picture that takes longer is reported, not waited on
+
+
+class OcrError(RuntimeError):
+    """Tesseract failed or timed out on one picture (the reason is in the message)."""
 UPSCALE_BELOW = 200  # images whose short side is smaller are enlarged (up to 4x) before OCR
 
 
@@ -101,7 +106,10 @@ def _tesseract_lines(picture: Image.Image, scale: int) -> list[tuple[str, float,
 
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.LANCZOS)
-    data = pytesseract.image_to_data(picture, output_type=pytesseract.Output.DICT)
+    try:
+        data = pytesseract.image_to_data(picture, output_type=pytesseract.Output.DICT, timeout=TIMEOUT_S)
+    except (pytesseract.TesseractError, RuntimeError, OSError) as exc:  # RuntimeError: pytesseract's timeout
+        raise OcrError(f"tesseract failed: {str(exc).strip() or type(exc).__name__}") from exc
     grouped: dict[tuple[int, int, int], list[int]] = {}
     for i, word in enumerate(data["text"]):
         if word.strip() and float(data["conf"][i]) >= 0:

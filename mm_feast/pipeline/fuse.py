@@ -17,7 +17,8 @@ import pandas as pd
 from mm_feast.core.records import RunSummary
 from mm_feast.core.schema import CREATED_FIELD, VECTOR_FIELD
 from mm_feast.pipeline.rows import fused_row, normalised
-from mm_feast.pipeline.lineage import code_version, config_hash, embedding_parent, make_record
+from mm_feast.core.ids import config_hash
+from mm_feast.pipeline.lineage import code_version, embedding_parent, make_record
 from mm_feast.core.records import EncoderInfo
 from mm_feast.stores.lineage import LineageDB
 from mm_feast.stores.offline import read_parquet, record_run, store_rows

@@ -8,7 +8,6 @@ pooled item rows get their segment rows as parents; fused rows get every input e
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import replace
@@ -20,6 +19,7 @@ import pandas as pd
 
 import mm_feast
 from mm_feast.stores.lineage import LineageDB
+from mm_feast.core.ids import config_hash
 from mm_feast.core.records import RAW, EncoderInfo, LineageRecord, ParentRef
 from mm_feast.sources import CREATED_FIELD, TIMESTAMP_FIELD, EmbeddingSource, segmentation_to_dict
 
@@ -69,12 +69,6 @@ def preprocess_config(source: EmbeddingSource, encoder: Any) -> dict[str, Any]:
         "encoder_class": type(encoder).__name__,
         "processor": _processor_config(encoder),
     }
-
-
-def config_hash(config: dict[str, Any]) -> tuple[str, str]:
-    """(hash, canonical JSON) of a preprocessing/fusion config."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16], text
 
 
 def _num(value: Any, cast: type) -> Optional[Any]:

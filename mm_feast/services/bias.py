@@ -24,9 +24,10 @@ import pandas as pd
 
 from mm_feast.core.errors import InvalidArgument
 from mm_feast.core.schema import VECTOR_FIELD
+from mm_feast.encoders.base import l2_normalize
 from mm_feast.governance.bias import WeatResult, weat
 from mm_feast.governance.bias_checks import BiasCheck, BiasConfig, GroupSpec, load_bias_config
-from mm_feast.services.versions import VersionRows, served_version, version_encoder, version_rows
+from mm_feast.services.versions import SwitchResult, VersionRows, served_version, switch, version_encoder, version_rows
 from mm_feast.stores.lineage import LineageDB
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ class CheckResult:
         return abs(self.weat.effect_size) > limit
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
 def _attributes(found: VersionRows, repo_path: Path) -> pd.DataFrame:
     """Each row's manifest columns (by item_id), for groups chosen by a column."""
     listed = found.view.batch_source.media.listed_items(repo_path)
@@ -71,7 +68,7 @@ def _attributes(found: VersionRows, repo_path: Path) -> pd.DataFrame:
 def _members(group: GroupSpec, vectors: np.ndarray, attributes: pd.DataFrame, encoder: Any, check: BiasCheck) -> np.ndarray:
     """Row positions of the group's items."""
     if group.query is not None:
-        query = _unit(np.asarray(encoder.encode("text", [group.query]), dtype=np.float64))[0]
+        query = l2_normalize(np.asarray(encoder.encode("text", [group.query]), dtype=np.float64))[0]
         return np.argsort(-(vectors @ query), kind="stable")[: group.top]
     if group.column not in attributes.columns:
         raise InvalidArgument(f"bias check '{check.name}': group '{group.name}' reads manifest column '{group.column}',"
@@ -86,7 +83,7 @@ def run_check(store: Any, check: BiasCheck, config: BiasConfig, model_version: O
     version = model_version or served_version(store, check.view)
     found = version_rows(store, check.view, version)
     encoder = version_encoder(store, found, version)
-    vectors = _unit(np.stack(found.rows[VECTOR_FIELD].to_numpy()).astype(np.float64))
+    vectors = l2_normalize(np.stack(found.rows[VECTOR_FIELD].to_numpy()).astype(np.float64))
     attributes = _attributes(found, Path(store.repo_path))
     members = {g.name: _members(g, vectors, attributes, encoder, check) for g in check.groups}
     for name, rows in members.items():
@@ -97,7 +94,7 @@ def run_check(store: Any, check: BiasCheck, config: BiasConfig, model_version: O
     if overlap:
         raise InvalidArgument(f"bias check '{check.name}': {len(overlap)} item(s) are in both groups; the groups must not overlap")
     (x_name, x_phrases), (y_name, y_phrases) = check.concepts
-    concept_vectors = {name: _unit(np.asarray(encoder.encode("text", list(phrases)), dtype=np.float64))
+    concept_vectors = {name: l2_normalize(np.asarray(encoder.encode("text", list(phrases)), dtype=np.float64))
                        for name, phrases in check.concepts}
     a, b = (vectors[members[g.name]] for g in check.groups)
     result = weat(concept_vectors[x_name], concept_vectors[y_name], a, b, config.permutations, config.seed)
@@ -107,7 +104,7 @@ def run_check(store: Any, check: BiasCheck, config: BiasConfig, model_version: O
                       {n: len(m) / total for n, m in members.items()}, items=total)
     k = min(config.top_k, total)
     for query in check.neutral_queries:
-        q = _unit(np.asarray(encoder.encode("text", [query]), dtype=np.float64))[0]
+        q = l2_normalize(np.asarray(encoder.encode("text", [query]), dtype=np.float64))[0]
         top = set(np.argsort(-(vectors @ q), kind="stable")[:k].tolist())
         out.skew.append(SkewRow(query, {n: len(top & set(m.tolist())) / k for n, m in members.items()}))
     logger.info("bias check %s on %s@%s: d=%.3f p=%.4f", check.name, check.view, version, result.effect_size, result.p_value)
@@ -125,29 +122,39 @@ def run_checks(store: Any, view: Optional[str] = None, model_version: Optional[s
     return [run_check(store, c, config, model_version) for c in checks]
 
 
-def release_gate(store: Any, view: str, model_version: str, override_reason: Optional[str] = None) -> list[CheckResult]:
-    """Run the view's bias checks on the version about to be served and record each outcome.
+@dataclass
+class Promotion:
+    switch: SwitchResult
+    checks: list[CheckResult]
 
-    A version over ``max_effect_size`` is refused unless ``override_reason`` says why it may be
-    served anyway; the override and its reason are recorded. A view with no checks passes."""
+
+def serve(store: Any, view: str, model_version: str, override_reason: Optional[str] = None) -> Promotion:
+    """Serve ``model_version`` of ``view`` behind the release gate: its bias checks run on that
+    version first; one over ``max_effect_size`` refuses the switch unless ``override_reason``
+    says why it may be served anyway. Each check's outcome is recorded (a refusal at once; a pass
+    or an override once the switch is done). A view with no checks is served as asked.
+
+    A check that cannot run (an empty group, weights that are gone) stops the promotion with its
+    reason: a broken check is fixed in ``bias/checks.yaml``, not overridden."""
     config = load_bias_config(Path(store.repo_path))
-    checks = config.for_view(view)
-    if not checks:
-        return []
-    results = [run_check(store, c, config, model_version) for c in checks]
+    version_rows(store, view, model_version)  # a version the view lacks: say that first
+    results = [run_check(store, c, config, model_version) for c in config.for_view(view)]
     over = [r for r in results if r.over(config.max_effect_size)]
     reason = (override_reason or "").strip() or None
     db = LineageDB.for_repo(Path(store.repo_path))
-    for r in results:
-        if r in over:
-            outcome, why = ("overridden", reason) if reason else ("refused", None)
-        else:
-            outcome, why = "passed", None
-        db.record_release_gate(view, model_version, r.check.name, r.weat.effect_size, r.weat.p_value,
-                               config.max_effect_size, outcome, why)
+
+    def record(outcome_over: str, why: Optional[str]) -> None:
+        for r in results:
+            outcome = outcome_over if r in over else "passed"
+            db.record_release_gate(view, model_version, r.check.name, r.weat.effect_size, r.weat.p_value,
+                                   config.max_effect_size, outcome, why if r in over else None)
+
     if over and not reason:
+        record("refused", None)
         detail = "; ".join(f"{r.check.name}: effect size {r.weat.effect_size:+.2f} (p={r.weat.p_value:.4f})" for r in over)
         raise ReleaseRefused(
             f"refused: model version {model_version} of view '{view}' goes over the bias limit |d| <= {config.max_effect_size}"
             f" (bias/checks.yaml): {detail}. Serve it anyway with --override-reason \"why\" (recorded)")
-    return results
+    result = switch(store, view, model_version)
+    record("overridden", reason)
+    return Promotion(result, results)

@@ -22,7 +22,8 @@ import numpy as np
 
 from mm_feast.core.errors import InvalidArgument
 from mm_feast.governance.explain import MAX_PLAYERS, segment_shapley, shapley
-from mm_feast.media import Locator, MediaError, SegmentationConfig, FrameSampling, AudioWindowing, detect, segment_file
+from mm_feast.media import AudioWindowing, FrameSampling, Locator, MediaError, SegmentationConfig, detect, segment_file
+from mm_feast.pipeline.rows import normalised
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,8 @@ def embed_claim(picture: Path, text: Path, call: Optional[Path] = None) -> Claim
 
 
 def pool(vectors: np.ndarray) -> np.ndarray:
-    mean = np.asarray(vectors, dtype=np.float64).mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+    """A modality's segments as one vector: their normalised mean, as item views pool."""
+    return normalised(np.asarray(vectors).mean(axis=0)).astype(np.float64)
 
 
 @dataclass
@@ -98,7 +99,8 @@ class DecisionModel:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {f"w_{r}": w for r, w in self.weights.items()} | {f"b_{r}": b for r, b in self.baseline.items()}
         np.savez(directory / "model.npz", bias=np.array(self.bias), **arrays)
-        (directory / "config.json").write_text(json.dumps({"models": MODELS, **meta}, indent=1) + "\n")
+        # not config.json: a folder of mm_feast/models/ with a config.json is listed as an encoder id
+        (directory / "decision.json").write_text(json.dumps({"models": MODELS, **meta}, indent=1) + "\n")
 
     @staticmethod
     def load(directory: Path = MODEL_DIR) -> "DecisionModel":

@@ -350,6 +350,13 @@ def redact_metadata(repo_path: Path, sha256s: Sequence[str], uris: set[str]) -> 
     return changed
 
 
+def erase_verdicts(repo_path: Path, impact: Impact) -> int:
+    """For a target with nothing live to erase (a file the content filters blocked has no
+    embedding): delete the content filters' verdicts on it, which quote its content."""
+    uris = [] if _SHA256.match(impact.target) else [impact.target]
+    return LineageDB.for_repo(repo_path).erase_safety(uris, impact.sha256s)
+
+
 def erase(store: Any, impact: Impact, reason: str) -> ErasureRecord:
     """Remove every live derived row from the offline parquet and Milvus; keep an audit record.
 

@@ -450,17 +450,17 @@ class LineageDB:
         return len(new)
 
     def write_safety(self, verdicts: Sequence[SafetyRecord]) -> int:
-        """Store verdicts not stored yet (one per content hash, modality and thresholds)."""
+        """Store each verdict, replacing an earlier one for the same content hash, modality and
+        thresholds: a re-check (Tesseract installed since, a filter changed) supersedes it."""
         rows = {(v.sha256, v.modality, v.thresholds_hash): v for v in verdicts}
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            stored = set()
-            for chunk in _chunks(sorted({sha for sha, _, _ in rows})):
-                stored.update(conn.execute(
-                    select(safety_table.c.sha256, safety_table.c.modality, safety_table.c.thresholds_hash).where(
-                        and_(safety_table.c.project == self.project, safety_table.c.sha256.in_(chunk)))).tuples())
-            new = [v for key, v in rows.items() if key not in stored]
+            for (sha, modality, digest) in rows:
+                conn.execute(safety_table.delete().where(and_(
+                    safety_table.c.project == self.project, safety_table.c.sha256 == sha,
+                    safety_table.c.modality == modality, safety_table.c.thresholds_hash == digest)))
+            new = list(rows.values())
             if new:
                 conn.execute(safety_table.insert(), [
                     {"project": self.project, "sha256": v.sha256, "modality": v.modality, "thresholds_hash": v.thresholds_hash,
@@ -481,6 +481,21 @@ class LineageDB:
                         self.project, r["sha256"], r["modality"], r["uri"], r["verdict"], json.loads(r["reasons_json"]),
                         json.loads(r["findings_json"]), json.loads(r["errors_json"]), r["thresholds_hash"], _utc(r["checked_at"]))
         return found
+
+    def erase_safety(self, uris: Sequence[str], sha256s: Sequence[str]) -> int:
+        """Delete the verdicts on these files and on every copy of their content (an erasure of a
+        file that was never embedded, e.g. one the filters blocked, still removes what its
+        findings quoted). Returns how many verdicts went."""
+        removed = 0
+        with self.engine.begin() as conn:
+            contents = set(sha256s)
+            for chunk in _chunks(sorted(set(uris))):
+                contents.update(conn.execute(select(safety_table.c.sha256).where(and_(
+                    safety_table.c.project == self.project, safety_table.c.uri.in_(chunk)))).scalars())
+            for chunk in _chunks(sorted(contents)):
+                removed += conn.execute(safety_table.delete().where(and_(
+                    safety_table.c.project == self.project, safety_table.c.sha256.in_(chunk)))).rowcount or 0
+        return removed
 
     def record_release_gate(self, view: str, model_version: str, test: str, effect_size: float, p_value: float,
                             threshold: float, outcome: str, override_reason: Optional[str] = None) -> None:
