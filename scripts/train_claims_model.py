@@ -1,4 +1,4 @@
-"""Train the demo's insurance-claim decision model (mm_feast/models/claims-decision/) on synthetic
+"""Train the demo's insurance-claim decision model (mm_feast/decision_models/claims/) on synthetic
 claims (mm_feast.synthetic_claims) and report its accuracy on freshly generated held-out claims.
 
     .venv/bin/python scripts/train_claims_model.py [--train 240] [--test 80] [--seed 0]

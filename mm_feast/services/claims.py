@@ -27,7 +27,8 @@ from mm_feast.pipeline.rows import normalised
 
 logger = logging.getLogger(__name__)
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "claims-decision"
+# beside, not inside, mm_feast/models/: every folder there is an encoder id
+MODEL_DIR = Path(__file__).resolve().parents[1] / "decision_models" / "claims"
 MODELS = {"picture": "mm-feast/clip-shapes", "text": "sentence-transformers/all-MiniLM-L6-v2", "call": "mm-feast/clap-sounds"}
 SEGMENTATION = SegmentationConfig(frame_sampling=FrameSampling("every_n_seconds", 0.5),
                                   audio_windowing=AudioWindowing(window_s=1.0, hop_s=1.0), max_chars=200)
@@ -99,7 +100,6 @@ class DecisionModel:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {f"w_{r}": w for r, w in self.weights.items()} | {f"b_{r}": b for r, b in self.baseline.items()}
         np.savez(directory / "model.npz", bias=np.array(self.bias), **arrays)
-        # not config.json: a folder of mm_feast/models/ with a config.json is listed as an encoder id
         (directory / "decision.json").write_text(json.dumps({"models": MODELS, **meta}, indent=1) + "\n")
 
     @staticmethod
