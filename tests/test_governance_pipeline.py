@@ -132,6 +132,29 @@ def test_each_verdict_is_in_the_lineage_of_what_was_embedded_and_of_what_was_blo
     assert stored.verdict == "block" and stored.modality == "text" and any("injection_pattern" in r for r in stored.reasons)
 
 
+def test_a_blocked_file_is_held_on_a_rerun_and_served_flagged_once_released_with_admit(repo) -> None:
+    from mm_feast.stores.quarantine import entries
+
+    root, _ = repo
+    end = (datetime.now(timezone.utc) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    feast(root, "materialize-incremental", end)
+    runs = {}
+    for path in (root / "data" / "runs").glob("*.jsonl"):
+        last = json.loads(path.read_text().splitlines()[-1])
+        runs[last["source"]] = last
+    sounds = runs["sounds_source"]
+    assert (sounds["quarantined"], sounds["unchanged"], sounds["ingested"]) == (1, 1, 0)  # held, not scanned again
+    [entry] = [e for e in entries(root, "sounds_source") if e.uri.endswith("carrier_19k.wav")]
+    assert entry.stage == "content_filter"
+    released = subprocess.run([str(Path(sys.executable).with_name("mm-feast")), "quarantine", "release", entry.qid, "--admit",
+                               "--note", "reviewed: a test tone", "--repo", str(root)], capture_output=True, text=True, timeout=300)
+    assert released.returncode == 0, released.stderr
+    out = feast(root, "materialize-incremental", end)
+    stored = pd.read_parquet(root / "data" / "embeddings" / "sounds_source.parquet")
+    carrier = stored[stored.uri.str.endswith("carrier_19k.wav")]
+    assert len(carrier) > 0 and set(carrier.safety) == {"flag"}  # a person admitted it; search can still leave it out
+    assert "admitted by quarantine release" in out.stdout + out.stderr
+
 def test_erasing_a_blocked_file_removes_its_stored_verdict_and_every_copy(repo) -> None:
     """A blocked file has no embedding, but its verdict quotes it: erasure must reach it too."""
     from mm_feast.stores.lineage import LineageDB

@@ -19,6 +19,8 @@ from mm_feast.media.file import MediaFile, Source, as_media_file
 
 logger = logging.getLogger(__name__)
 
+UNREADABLE = "unreadable"  # the finding of a file no filter could read
+
 #: modality -> filter(file, thresholds, errors): findings; a filter that cannot run one of its
 #: checks says why in ``errors`` (it ends up in the verdict).
 FILTERS: dict[str, Callable[[MediaFile, SafetyThresholds, list[str]], list[Finding]]] = {
@@ -41,7 +43,7 @@ def scan_file(source: Source, thresholds: Optional[SafetyThresholds] = None, mod
         return Verdict(uri, FILTERS[modality](file, thresholds, errors), errors=errors)
     except MediaError as exc:
         uri = exc.path
-        finding = Finding("unreadable", "whole file", 1.0, "block", f"cannot be checked: {exc.reason}")
+        finding = Finding(UNREADABLE, "whole file", 1.0, "block", f"cannot be checked: {exc.reason}")
         return Verdict(uri, [finding], errors=[exc.reason])
 
 

@@ -135,6 +135,10 @@ class IngestGate:
         """Still quarantined from an earlier run (same content): counted, not decoded again."""
         return self.book.is_held(row.item_id, row.sha256)
 
+    def admitted(self, row: ManifestRow) -> set[str]:
+        """Expectations (or content filters) a ``quarantine release --admit`` waived for this content."""
+        return self.book.admitted(row.item_id, row.sha256)
+
     def _admitted(self, pairs: Mapping[str, tuple[str, str]]) -> dict[str, set[str]]:
         return {group: names for group, key in pairs.items() if (names := self.book.admitted(*key))}
 

@@ -37,7 +37,7 @@ PUSH_PAYLOADS = "push"
 #: Stages whose verdict depends on the model: a new model version retries the item.
 MODEL_STAGES = frozenset({"encode", "embedding_gate", "push_gate"})
 #: Stages at which ingest holds an item back; scan/erased records are kept by their own rules.
-HELD_STAGES = frozenset({"read", "decode", "media_gate", "encode", "embedding_gate"})
+HELD_STAGES = frozenset({"read", "decode", "media_gate", "content_filter", "encode", "embedding_gate"})
 _DETAIL_COLUMNS = ("expectations", "observed", "locator", "model_version")
 
 

@@ -7,10 +7,11 @@ was checked before the model saw the file."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from mm_feast.core.records import SafetyRecord
-from mm_feast.governance.scan import scan_file
+from mm_feast.governance.scan import UNREADABLE, scan_file
 from mm_feast.governance.thresholds import load_thresholds, thresholds_hash
 from mm_feast.governance.verdict import Verdict
 from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, StageOutput, Work
@@ -21,6 +22,13 @@ def safety_record(project: str, verdict: Verdict, sha256: str, modality: str, th
     data = verdict.as_dict()
     return SafetyRecord(project, sha256, modality, verdict.uri, verdict.verdict, data["reasons"], data["findings"],
                         data["errors"], thresholds_digest, datetime.now(timezone.utc))
+
+
+def admit(verdict: Verdict, waived: set[str]) -> Verdict:
+    """The verdict with the blocks of the waived filters turned into flags (a person decided)."""
+    findings = [replace(f, level="flag", reason=f"{f.reason} (admitted by quarantine release)")
+                if f.level == "block" and f.filter in waived else f for f in verdict.findings]
+    return Verdict(verdict.uri, findings, list(verdict.errors))
 
 
 class ContentFilter(Stage):
@@ -44,6 +52,14 @@ class ContentFilter(Stage):
             verdict = context.once(("safety", row.uri, row.sha256, row.modality),
                                    lambda: scan_file(context.read(row.uri), thresholds, row.modality))
             records.append(safety_record(db.project, verdict, row.sha256, row.modality, digest))
+            waived = run.gate.admitted(row)
+            if waived and verdict.verdict == "block":  # released with --admit: served, but flagged
+                verdict = admit(verdict, waived)
+            if verdict.verdict == "block" and all(f.filter == UNREADABLE for f in verdict.findings if f.level == "block"):
+                # it cannot be decoded (the filters read through the same decoders): a decode
+                # failure, recorded as the segment stage would, and nothing reaches a model
+                quarantined.append(Quarantined(work, "decode", verdict.errors[0] if verdict.errors else "cannot be decoded"))
+                continue
             if verdict.verdict == "block":
                 findings = [f for f in verdict.findings if f.level == "block"]
                 details = {
