@@ -83,9 +83,9 @@ def check_pixels(pixels: Image.Image | np.ndarray, thresholds: SafetyThresholds,
         else:
             findings.append(Finding("visible_text", where, line.contrast, "allow", f"text: {line.text[:80]!r}"))
             said["visible"].append(line.text)
-    for kind, lines in said.items():
-        if lines:
-            findings += check_text("\n".join(lines), thresholds.text, prefix=f"{prefix}ocr {kind} text ")
+    for kind, texts in said.items():
+        if texts:
+            findings += check_text("\n".join(texts), thresholds.text, prefix=f"{prefix}ocr {kind} text ")
     return findings
 
 

@@ -68,7 +68,7 @@ def _attributes(found: VersionRows, repo_path: Path) -> pd.DataFrame:
 def _members(group: GroupSpec, vectors: np.ndarray, attributes: pd.DataFrame, encoder: Any, check: BiasCheck) -> np.ndarray:
     """Row positions of the group's items."""
     if group.query is not None:
-        query = l2_normalize(np.asarray(encoder.encode("text", [group.query]), dtype=np.float64))[0]
+        query = encoder.encode("text", [group.query])[0]  # encoders return unit rows
         return np.argsort(-(vectors @ query), kind="stable")[: group.top]
     if group.column not in attributes.columns:
         raise InvalidArgument(f"bias check '{check.name}': group '{group.name}' reads manifest column '{group.column}',"
@@ -93,9 +93,8 @@ def run_check(store: Any, check: BiasCheck, config: BiasConfig, model_version: O
     overlap = set(members[check.groups[0].name]) & set(members[check.groups[1].name])
     if overlap:
         raise InvalidArgument(f"bias check '{check.name}': {len(overlap)} item(s) are in both groups; the groups must not overlap")
-    (x_name, x_phrases), (y_name, y_phrases) = check.concepts
-    concept_vectors = {name: l2_normalize(np.asarray(encoder.encode("text", list(phrases)), dtype=np.float64))
-                       for name, phrases in check.concepts}
+    (x_name, _), (y_name, _) = check.concepts
+    concept_vectors = {name: encoder.encode("text", list(phrases)) for name, phrases in check.concepts}
     a, b = (vectors[members[g.name]] for g in check.groups)
     result = weat(concept_vectors[x_name], concept_vectors[y_name], a, b, config.permutations, config.seed)
     association = {name: ((v @ a.T).mean(axis=1) - (v @ b.T).mean(axis=1)).tolist() for name, v in concept_vectors.items()}
@@ -104,7 +103,7 @@ def run_check(store: Any, check: BiasCheck, config: BiasConfig, model_version: O
                       {n: len(m) / total for n, m in members.items()}, items=total)
     k = min(config.top_k, total)
     for query in check.neutral_queries:
-        q = l2_normalize(np.asarray(encoder.encode("text", [query]), dtype=np.float64))[0]
+        q = encoder.encode("text", [query])[0]
         top = set(np.argsort(-(vectors @ q), kind="stable")[:k].tolist())
         out.skew.append(SkewRow(query, {n: len(top & set(m.tolist())) / k for n, m in members.items()}))
     logger.info("bias check %s on %s@%s: d=%.3f p=%.4f", check.name, check.view, version, result.effect_size, result.p_value)

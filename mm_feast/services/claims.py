@@ -197,7 +197,6 @@ def explain(features: ClaimFeatures, model: Optional[DecisionModel] = None) -> E
         if len(part.vectors) > 1:
             # segments (or, past MAX_PLAYERS, contiguous runs of them) as players, exactly
             runs = [list(chunk) for chunk in np.array_split(np.arange(len(part.vectors)), min(MAX_PLAYERS, len(part.vectors)))]
-            runs = [r for r in runs if r]
 
             def f(mixed: dict[str, Any], role: str = role, runs: list[list[int]] = runs) -> float:
                 rows = np.concatenate([np.asarray(v) for v in mixed[role]])

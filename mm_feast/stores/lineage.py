@@ -460,14 +460,12 @@ class LineageDB:
                 conn.execute(safety_table.delete().where(and_(
                     safety_table.c.project == self.project, safety_table.c.sha256 == sha,
                     safety_table.c.modality == modality, safety_table.c.thresholds_hash == digest)))
-            new = list(rows.values())
-            if new:
-                conn.execute(safety_table.insert(), [
-                    {"project": self.project, "sha256": v.sha256, "modality": v.modality, "thresholds_hash": v.thresholds_hash,
-                     "uri": v.uri, "verdict": v.verdict, "reasons_json": json.dumps(v.reasons),
-                     "findings_json": json.dumps(v.findings), "errors_json": json.dumps(v.errors), "checked_at": v.checked_at}
-                    for v in new])
-        return len(new)
+            conn.execute(safety_table.insert(), [
+                {"project": self.project, "sha256": v.sha256, "modality": v.modality, "thresholds_hash": v.thresholds_hash,
+                 "uri": v.uri, "verdict": v.verdict, "reasons_json": json.dumps(v.reasons),
+                 "findings_json": json.dumps(v.findings), "errors_json": json.dumps(v.errors), "checked_at": v.checked_at}
+                for v in rows.values()])
+        return len(rows)
 
     def safety_for(self, sha256s: Sequence[str]) -> dict[str, SafetyRecord]:
         """The latest verdict on each content hash (any modality, any thresholds)."""

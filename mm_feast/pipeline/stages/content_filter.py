@@ -49,9 +49,13 @@ class ContentFilter(Stage):
             if row.error:  # unreadable: the segment stage quarantines it with the reader's reason
                 kept.append(work)
                 continue
-            verdict = context.once(("safety", row.uri, row.sha256, row.modality),
-                                   lambda: scan_file(context.read(row.uri), thresholds, row.modality))
-            records.append(safety_record(db.project, verdict, row.sha256, row.modality, digest))
+
+            def check(row=row) -> Verdict:  # once per file and modality in a run, however many views read it
+                verdict = scan_file(context.read(row.uri), thresholds, row.modality)
+                records.append(safety_record(db.project, verdict, row.sha256, row.modality, digest))
+                return verdict
+
+            verdict = context.once(("safety", row.uri, row.sha256, row.modality), check)
             waived = run.gate.admitted(row)
             if waived and verdict.verdict == "block":  # released with --admit: served, but flagged
                 verdict = admit(verdict, waived)
