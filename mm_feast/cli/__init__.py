@@ -22,6 +22,7 @@ from mm_feast.cli.explain import register_cli as register_explain_commands
 from mm_feast.cli.lineage import register_commands as register_lineage_commands
 from mm_feast.cli.quality import register_cli as register_quality_commands
 from mm_feast.cli.safety import register_cli as register_safety_commands
+from mm_feast.cli.serve import register_cli as register_serve_commands
 
 
 def _store(repo: str):
@@ -66,16 +67,36 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from mm_feast.cli.report import print_hits
     from mm_feast.services.search import CrossModalSearch
+    from mm_feast.services.search_request import SearchRequest
 
-    search = CrossModalSearch(_store(args.repo))
-    hits = search.search(query, views=args.views, top_k=args.k, features=args.features, modalities=args.modality,
-                         exclude_flagged=args.exclude_flagged)
+    request = SearchRequest.from_dict(
+        {
+            "query": args.query, "mode": args.mode, "views": args.views or [], "top_k": args.k,
+            "features": args.features or [], "candidates": args.candidates,
+            "ranker": {"kind": args.ranker, "k": args.rrf_k},
+            "filters": {
+                "modalities": args.modality or [], "exclude_flagged": args.exclude_flagged,
+                "start_s": args.start_s, "end_s": args.end_s,
+                "where": [{"field": f, "op": op, "value": _cli_value(v)} for f, op, v in args.where or []],
+            },
+        }
+    )
+    hits = request.run(CrossModalSearch(_store(args.repo)), query)
     if args.json:
-        json.dump([{"view": h.view, "entity_key": h.entity_key, "score": h.score, **h.fields, "features": h.features} for h in hits], sys.stdout, indent=1, default=str)
+        json.dump([h.to_dict() for h in hits], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
     else:
-        print_hits(f"{query.kind} query: {query.value}", hits, sys.stdout)
+        print_hits(f"{query.kind} query: {query.value} ({args.mode})", hits, sys.stdout)
     return 0
+
+
+def _cli_value(text: str) -> object:
+    """A --where value: a JSON number, true/false or list where it parses as one, else the string."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (int, float, bool, list)) else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=_positive_int, default=10, help="top-k")
     search.add_argument("--features", nargs="*", help="Feast features to join, e.g. video_embeddings:caption")
     search.add_argument("--exclude-flagged", action="store_true", help="leave out items a content filter flagged")
+    search.add_argument("--mode", choices=["vector", "keyword", "hybrid"], default="vector",
+                        help="vector (embeddings), keyword (BM25 on full-text fields) or hybrid (both, fused)")
+    search.add_argument("--ranker", choices=["rrf", "weighted"], default="rrf", help="how hybrid fuses its two paths")
+    search.add_argument("--rrf-k", type=_positive_int, default=60, help="k of RRF, 1/(k+rank)")
+    search.add_argument("--candidates", type=_positive_int, help="hits per path before hybrid fusion (default 3 x k)")
+    search.add_argument("--start-s", type=float, help="only segments starting at or after this second")
+    search.add_argument("--end-s", type=float, help="only segments starting at or before this second")
+    search.add_argument("--where", nargs=3, action="append", metavar=("FIELD", "OP", "VALUE"),
+                        help="condition on a stored field, e.g. --where modality == image (repeatable)")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
     register_lineage_commands(sub)  # lineage, impacted, versions
@@ -112,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_safety_commands(sub)  # safety scan
     register_bias_commands(sub)  # bias
     register_explain_commands(sub)  # explain
+    register_serve_commands(sub)  # serve
     _add_to_subcommands(parser, "--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 

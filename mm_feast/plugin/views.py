@@ -11,6 +11,7 @@ from feast.types import Array, Float32, Float64, Int64, String
 
 from mm_feast.core.schema import ITEM_COLUMNS, LOCATOR_COLUMNS, MODEL_COLUMNS, POSITION_COLUMNS, SEGMENT_COLUMNS, VECTOR_FIELD
 from mm_feast.media import SegmentationConfig
+from mm_feast.plugin.milvus.full_text import FULL_TEXT_TAG
 from mm_feast.sources import EmbeddingSource, MediaSource
 
 segment = Entity(
@@ -83,13 +84,19 @@ def segment_embedding_view(
     ttl: Optional[timedelta] = None,
     metric: str = "COSINE",
     tags: Optional[dict[str, str]] = None,
+    full_text: Optional[bool] = None,
 ) -> FeatureView:
-    """One row per segment (frame / window / block / image), with its exact locator."""
+    """One row per segment (frame / window / block / image), with its exact locator.
+
+    ``full_text`` gives the ``text`` column a BM25 keyword index in Milvus (keyword and hybrid
+    search); by default text views have one and other views do not.
+    """
     source = EmbeddingSource(
         name=f"{name}_source", media=media, modality=modality, model_id=model_id, segmentation=segmentation
     )
     schema = [*schema_fields(SEGMENT_COLUMNS), vector_field(model_dim(model_id), metric)]
-    return _online_view(name, segment, schema, source, ttl, tags)
+    keyword = modality == "text" if full_text is None else full_text
+    return _online_view(name, segment, schema, source, ttl, {FULL_TEXT_TAG: "text" if keyword else "", **(tags or {})})
 
 
 def item_embedding_view(

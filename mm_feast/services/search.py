@@ -1,16 +1,20 @@
 """Cross-modal search: encode a query (text, image, audio or video) in each target view's model
-space, run top-k in Milvus, and return ranked hits with their locators and Feast features.
+space, search Milvus by vector, by BM25 keywords or both, and return ranked hits with their
+locators, scores and Feast features.
 
 A query is only ever compared with vectors of the same model version: each view is searched
-with a filter on ``model_version``, so vectors from two model versions never mix.
+with a filter on ``model_version``, so vectors from two model versions never mix. Hits of views
+in different model spaces are fused by rank (RRF), never by raw scores (docs/search.md).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 from feast import FeatureStore, FeatureView
@@ -19,31 +23,45 @@ from mm_feast.core.errors import InvalidArgument, NotFound, QueryFileError, Repo
 from mm_feast.encoders import Encoder
 from mm_feast.plugin.compat import online_store_of
 from mm_feast.media import AudioWindowing, FrameSampling, MediaError, SegmentationConfig, iter_segments
+from mm_feast.plugin.milvus.filters import Condition
+from mm_feast.plugin.milvus.full_text import Ranker, declared_columns, no_full_text
 from mm_feast.services.query import Query
 from mm_feast.sources import EmbeddingSource
-from mm_feast.services.versions import query_encoder
+from mm_feast.services.versions import query_encoder, served_version
 from mm_feast.plugin.views import VECTOR_FIELD
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrossModalSearch", "Hit", "Query", "encode_query"]
+__all__ = ["Condition", "CrossModalSearch", "Hit", "Query", "Ranker", "SearchFilters", "encode_query", "fuse_across_views"]
 
 HIT_FIELDS = (
     "item_id", "uri", "sha256", "modality", "position", "start_s", "end_s", "char_start",
     "char_end", "text", "caption", "safety", "model_id", "model_version", "lineage_id",
 )
+MODES = ("vector", "keyword", "hybrid")
+Mode = Literal["vector", "keyword", "hybrid"]
+MAX_TOP_K = 1000
+#: RRF constant across views (the k of 1 / (k + rank)); 60 as in Cormack et al. and Milvus.
+VIEW_RRF_K = 60
 
 
 @dataclass
 class Hit:
-    """One search result. ``score`` compares across hits of the same ``space`` only."""
+    """One search result, ordered by ``score`` (``scores["fused"]``).
+
+    ``scores``: ``vector`` (similarity in the view's model space), ``keyword`` (BM25), ``fused``
+    (what the final order is by); a path that did not run is None. ``ranks``: 1-based rank in
+    each path and in its view (None when the path did not run or did not find it).
+    """
 
     view: str
     entity_key: str
-    score: float  # cosine similarity within the view's model space; higher is better
+    score: float
     fields: dict[str, Any]
     space: str = ""
     features: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Optional[float]] = field(default_factory=dict)
+    ranks: dict[str, Optional[int]] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         fields = self.__dict__.get("fields", {})
@@ -62,14 +80,60 @@ class Hit:
             return f"{f['start_s']:.2f}-{f['end_s']:.2f}s"
         return "whole item"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a hit (CLI --json, HTTP and gRPC): its stored fields (item_id,
+        locator, lineage_id, ...) beside view, entity_key, score, scores, ranks and features."""
+        return {
+            "view": self.view, "entity_key": self.entity_key, "score": self.score, **self.fields,
+            "scores": dict(self.scores), "ranks": dict(self.ranks), "features": dict(self.features),
+        }
 
-#: How a query file is cut when the caller names no view settings: 1 s frames and windows.
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """What a search may return, as typed values (never a Milvus expression from the caller).
+
+    ``start_s``/``end_s``: segments that start within [start_s, end_s] seconds of their item
+    (frames and audio windows; text blocks and images have no time and are left out when either
+    is set). ``where``: conditions on stored scalar fields (mm_feast.plugin.milvus.filters).
+    """
+
+    modalities: tuple[str, ...] = ()
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
+    model_version: Optional[str] = None
+    exclude_flagged: bool = False
+    where: tuple[Condition, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("start_s", "end_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+                raise InvalidArgument(f"filter {name} must be a number of seconds >= 0, got {value!r}")
+        if self.start_s is not None and self.end_s is not None and self.start_s > self.end_s:
+            raise InvalidArgument(f"filter start_s ({self.start_s}) is after end_s ({self.end_s})")
+
+    def conditions(self, columns: set[str], version: str) -> list[Condition]:
+        found = [Condition("model_version", "==", version)] if "model_version" in columns else []
+        if self.modalities and "modality" in columns:
+            found.append(Condition("modality", "in", list(self.modalities)))
+        if self.start_s is not None:
+            found.append(Condition("start_s", ">=", float(self.start_s)))
+        if self.end_s is not None:
+            found.append(Condition("start_s", "<=", float(self.end_s)))
+            found.append(Condition("start_s", ">=", 0.0))
+        if self.exclude_flagged and "safety" in columns:
+            found.append(Condition("safety", "!=", "flag"))
+        return found + list(self.where)
+
+
+#: How a query file is cut when no view settings apply: 1 s frames and windows.
 QUERY_SEGMENTATION = SegmentationConfig(FrameSampling("every_n_seconds", 1.0), AudioWindowing(1.0, 1.0))
 
 
 def encode_query(encoder: Encoder, query: Query, config: Optional[SegmentationConfig] = None) -> np.ndarray:
     """One normalised vector for the query in ``encoder``'s space (files are pooled over segments,
-    cut by ``config``, with audio at the model's rate).
+    cut by ``config`` (the target view's own settings), with audio at the model's rate).
 
     A query file that cannot be decoded raises ``QueryFileError`` naming it and the reason.
     """
@@ -92,20 +156,73 @@ def encode_query(encoder: Encoder, query: Query, config: Optional[SegmentationCo
     return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
 
-class CrossModalSearch:
-    """Searches the embedding views of one Feast repo; encoders and query vectors are cached."""
+def fuse_across_views(per_view: Sequence[Sequence[Hit]], top_k: int, k: int = VIEW_RRF_K) -> list[Hit]:
+    """One ranking from several views' rankings.
 
-    def __init__(self, store: FeatureStore):
+    Views in one model space are merged by their score, which compares across them (a CLIP
+    image view and a CLIP video view). Spaces are then fused by rank: a hit scores RRF,
+    1 / (k + its rank in its space), so scores of two spaces (a CLIP cosine, a CLAP cosine, a
+    BM25 score) are never compared. Hits of equal rank are ordered by how far each stands above
+    the other hits of its space (its z-score there): a space whose best hit stands out, an exact
+    match, goes before a space of near-equal hits.
+    """
+    lists = [list(hits) for hits in per_view if hits]
+    by_space: dict[str, list[Hit]] = {}
+    for hits in lists:
+        by_space.setdefault(hits[0].space, []).extend(hits)
+    spaces = [sorted(hits, key=lambda h: h.score, reverse=True) for hits in by_space.values()]
+    if len(spaces) <= 1:
+        return spaces[0][:top_k] if spaces else []
+    ranked = []
+    for order, hits in enumerate(spaces):
+        within = np.array([h.score for h in hits], dtype=np.float64)
+        spread = float(within.std())
+        for rank, hit in enumerate(hits, start=1):
+            standout = (hit.score - float(within.mean())) / spread if spread > 0 else 0.0
+            ranked.append((1.0 / (k + rank), standout, order, hit))
+    ranked.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    fused = []
+    for score, standout, _, hit in ranked[:top_k]:
+        hit.scores["space_fused"] = hit.scores.get("fused")
+        hit.scores["standout"] = standout
+        hit.scores["fused"] = score
+        hit.score = score
+        fused.append(hit)
+    return fused
+
+
+@dataclass
+class _Target:
+    """One view a search runs on, with what it needs: an encoder (vector and hybrid modes)."""
+
+    view: FeatureView
+    version: str
+    encoder: Optional[Encoder] = None
+    vector: Optional[np.ndarray] = None
+
+
+class CrossModalSearch:
+    """Searches the embedding views of one Feast repo; encoders and query vectors are cached.
+
+    Safe to share between threads (the HTTP service does): views are searched concurrently.
+    """
+
+    def __init__(self, store: FeatureStore, max_workers: int = 8):
         self.store = store
-        self._query_cache: dict[tuple[str, Query], np.ndarray] = {}
+        self._query_cache: dict[tuple[str, Query, Any], np.ndarray] = {}
         self._views_cache: Optional[list[FeatureView]] = None
         self._thresholds: Optional[Any] = None
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mm-search")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
 
     def embedding_views(self, refresh: bool = False) -> list[FeatureView]:
         """The repo's embedding views, read from the registry once (``refresh`` re-reads)."""
         if self._views_cache is None or refresh:
             views = self.store.list_feature_views()
-            self._views_cache = [v for v in views if isinstance(v.batch_source, EmbeddingSource)]
+            # by name: the registry's order can differ between processes, and ties keep view order
+            self._views_cache = sorted((v for v in views if isinstance(v.batch_source, EmbeddingSource)), key=lambda v: v.name)
         return self._views_cache
 
     def _views(self, names: Optional[Sequence[str]]) -> list[FeatureView]:
@@ -120,18 +237,35 @@ class CrossModalSearch:
 
     def _online_store(self) -> Any:
         store = online_store_of(self.store)
-        if not hasattr(store, "search_vectors"):
+        if not hasattr(store, "search_hybrid"):
             raise RepoConfigError(
                 f"online store {type(store).__name__} has no search_vectors: set online_store.type"
                 " to mm_feast.online_store.MmMilvusOnlineStore in feature_store.yaml"
             )
         return store
 
-    def query_vector(self, encoder: Encoder, query: Query) -> np.ndarray:
-        key = (encoder.space, query)
+    def query_vector(self, encoder: Encoder, query: Query, view: Optional[FeatureView] = None) -> np.ndarray:
+        """The query in ``encoder``'s space; a file is cut with ``view``'s segmentation."""
+        segmentation = view.batch_source.segmentation if view is not None and query.kind != "text" else None
+        key = (encoder.space, query, _segmentation_key(segmentation))
         if key not in self._query_cache:
-            self._query_cache[key] = encode_query(encoder, query)
+            self._query_cache[key] = encode_query(encoder, query, segmentation)
         return self._query_cache[key]
+
+    def warm(self, views: Optional[Sequence[str]] = None) -> list[str]:
+        """Load the encoders and Milvus collections of these views (all by default): the first
+        query then pays no model load, collection load or first-call cost."""
+        warmed = []
+        for view in self._views(views):
+            encoder = query_encoder(self.store, view)
+            if encoder.supports("text"):
+                encoder.encode("text", ["warm up"])
+            self._online_store().search_vectors(
+                config=self.store.config, table=view, vector_field=VECTOR_FIELD,
+                query=np.ones(_dim(view), dtype=np.float32), top_k=1, output_fields=[],
+            )
+            warmed.append(view.name)
+        return warmed
 
     def search(
         self,
@@ -143,68 +277,174 @@ class CrossModalSearch:
         model_version: Optional[str] = None,
         exclude_flagged: bool = False,
         screen: bool = True,
+        mode: Mode = "vector",
+        filters: Optional[SearchFilters] = None,
+        ranker: Optional[Ranker] = None,
+        candidates: Optional[int] = None,
     ) -> list[Hit]:
-        """Top-k hits over the chosen views (or every embedding view whose model takes the query).
+        """Top-k hits over the chosen views (or every embedding view that can take the query).
+
+        ``mode``: ``vector`` (the query's embedding), ``keyword`` (BM25 over the views'
+        full-text fields; text queries only) or ``hybrid`` (both, fused in Milvus by ``ranker``,
+        RRF by default, each path cut at ``candidates``, default 3 x top_k).
 
         Each view is searched in the model version it serves (mm_feast.versions); naming another
         ``model_version`` raises ``CrossVersionQueryError`` instead of comparing two spaces.
         ``exclude_flagged`` leaves out rows a content filter flagged (``safety == "flag"``).
         ``screen`` runs the content filters on the query first: a blocked query raises
-        ``QueryBlocked`` before any model sees it.
+        ``QueryBlocked`` before any model sees it. Views are searched concurrently.
         """
         if isinstance(query, str):
             query = Query.parse(query)
+        if mode not in MODES:
+            raise InvalidArgument(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidArgument(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
+        if mode != "vector" and query.kind != "text":
+            raise InvalidArgument(f"{mode} search needs a text query, not a {query.kind} file: use mode vector")
+        filters = filters or SearchFilters()
+        filters = replace(
+            filters,
+            modalities=tuple(modalities or filters.modalities),
+            model_version=model_version or filters.model_version,
+            exclude_flagged=exclude_flagged or filters.exclude_flagged,
+        )
         if screen:
             self.screen(query)
         online_store = self._online_store()
-        hits: list[Hit] = []
-        searched = []
+        targets = self._targets(query, views, mode, filters)
+        query_string = query.text() if mode != "vector" else None
+        if mode != "vector":
+            self._check_query_words(query_string)
+        self._encode(query, targets)
+        limit = max(int(candidates or 3 * top_k), top_k)
+        ranker = ranker or Ranker()
+
+        def run(target: _Target) -> list[Hit]:
+            return self._search_view(online_store, target, mode, query_string, top_k, filters, ranker, limit)
+
+        per_view = list(self._pool.map(run, targets)) if len(targets) > 1 else [run(t) for t in targets]
+        if len({h.space for hits in per_view for h in hits}) > 1:
+            logger.debug("hits span several model spaces: fused by rank (RRF, k=%d)", VIEW_RRF_K)
+        hits = fuse_across_views(per_view, top_k)
+        for rank, hit in enumerate(hits, start=1):
+            hit.ranks["fused"] = rank
+        if features:
+            self._join_features(hits, list(features))
+        return hits
+
+    def _targets(self, query: Query, views: Optional[Sequence[str]], mode: Mode, filters: SearchFilters) -> list[_Target]:
+        """The views to search, with the encoder (and so the served version) of each."""
+        from mm_feast.encoders.cache import encoder_class
+
+        targets = []
         for view in self._views(views):
             source = view.batch_source
-            if modalities and source.modality not in modalities:
+            if filters.modalities and source.modality not in filters.modalities:
                 continue
-            encoder = query_encoder(self.store, view, model_version)
-            if not encoder.supports(query.kind):
+            lacking = {c.field for c in filters.where} - {f.name for f in view.features}
+            if lacking and not views:  # a condition on a field the view lacks leaves the view out
+                continue
+            if mode != "vector" and not declared_columns(view.tags):
                 if views:
-                    raise InvalidArgument(f"view '{view.name}' ({encoder.model_id}) cannot take a {query.kind} query")
+                    raise no_full_text(view.name)
                 continue
-            vector = self.query_vector(encoder, query)
-            join_key = view.entity_columns[0].name
-            columns = {c.name for c in view.features}
-            output = [f for f in HIT_FIELDS if f in columns]
-            expr = f'model_version == "{encoder.version}"'  # a version hash: hex, never user text
-            if exclude_flagged and "safety" in columns:
-                expr += ' and safety != "flag"'
-            results = online_store.search_vectors(
-                config=self.store.config,
-                table=view,
-                vector_field=VECTOR_FIELD,
-                query=vector,
-                top_k=top_k,
-                output_fields=output,
-                expr=expr,
-            )[0]
-            searched.append(view.name)
-            for row in results:
-                fields = {k: row.get(k) for k in output}
-                fields[join_key] = row[join_key]
-                hits.append(Hit(view.name, str(row[join_key]), _score(row["distance"], view), fields, encoder.space))
-        if not searched:
+            if mode != "keyword" and query.kind not in encoder_class(source.model_id).modalities:
+                if views:
+                    raise InvalidArgument(f"view '{view.name}' ({source.model_id}) cannot take a {query.kind} query")
+                continue
+            if mode == "keyword":
+                targets.append(_Target(view, self._served_version(view, filters.model_version)))
+                continue
+            encoder = query_encoder(self.store, view, filters.model_version)
+            targets.append(_Target(view, encoder.version, encoder))
+        if not targets:
             if not self.embedding_views():
                 raise InvalidArgument(
                     f"the repo {self.store.repo_path} has no embedding views: run `feast apply` in it first"
                 )
+            fields = {f.name for v in self.embedding_views() for f in v.features}
+            unknown = sorted({c.field for c in filters.where} - fields)
+            if unknown:
+                raise InvalidArgument(f"filter on {unknown}: no embedding view has such a field; fields: {sorted(fields)}")
+            if mode != "vector":
+                raise InvalidArgument(f"no embedding view in this repo has a full-text field for {mode} search")
             raise InvalidArgument(f"no embedding view in this repo takes a {query.kind} query")
-        if len({h.space for h in hits}) > 1:
-            logger.info(
-                "hits span several model spaces (%s); their scores are not calibrated against"
-                " each other: pass views= or modalities= to search one space",
-                ", ".join(sorted({h.space for h in hits})),
+        return targets
+
+    def _served_version(self, view: FeatureView, model_version: Optional[str]) -> str:
+        from mm_feast.services.versions import CrossVersionQueryError
+
+        served = served_version(self.store, view.name)
+        if model_version is not None and model_version != served:
+            raise CrossVersionQueryError(
+                f"refused: view '{view.name}' serves model version {served}, the query names {model_version}"
             )
-        hits.sort(key=lambda h: h.score, reverse=True)
-        hits = hits[:top_k]
-        if features:
-            self._join_features(hits, list(features))
+        return served
+
+    def _encode(self, query: Query, targets: list[_Target]) -> None:
+        """Each distinct (space, segmentation) once, concurrently."""
+        needed = [t for t in targets if t.encoder is not None]
+        if not needed:
+            return
+        vectors = self._pool.map(lambda t: self.query_vector(t.encoder, query, t.view), needed) if len(needed) > 1 else [
+            self.query_vector(t.encoder, query, t.view) for t in needed
+        ]
+        for target, vector in zip(needed, vectors):
+            target.vector = vector
+
+    @staticmethod
+    def _check_query_words(text: Optional[str]) -> None:
+        if not text or not text.strip():
+            raise InvalidArgument("a keyword or hybrid search needs query words, got an empty query")
+
+    def _search_view(
+        self,
+        online_store: Any,
+        target: _Target,
+        mode: Mode,
+        query_string: Optional[str],
+        top_k: int,
+        filters: SearchFilters,
+        ranker: Ranker,
+        candidates: int,
+    ) -> list[Hit]:
+        view = target.view
+        join_key = view.entity_columns[0].name
+        columns = {c.name for c in view.features}
+        output = [f for f in HIT_FIELDS if f in columns]
+        where = filters.conditions(columns, target.version)
+        config = self.store.config
+        if mode == "vector":
+            rows = online_store.search_vectors(
+                config=config, table=view, vector_field=VECTOR_FIELD, query=target.vector, top_k=top_k,
+                output_fields=output, where=where,
+            )[0]
+        elif mode == "keyword":
+            rows = online_store.search_keyword(config=config, table=view, query_string=query_string, top_k=top_k, output_fields=output, where=where)
+        else:
+            rows = online_store.search_hybrid(
+                config=config, table=view, vector_field=VECTOR_FIELD, query=target.vector, query_string=query_string,
+                top_k=top_k, output_fields=output, where=where, ranker=ranker, candidates=candidates,
+            )
+        space = target.encoder.space if target.encoder is not None else f"bm25:{view.name}"
+        hits = []
+        for rank, row in enumerate(rows, start=1):
+            fields = {k: row.get(k) for k in output}
+            fields[join_key] = row[join_key]
+            if mode == "vector":
+                vector_score = _score(row["distance"], view)
+                scores = {"vector": vector_score, "keyword": None, "fused": vector_score}
+                ranks = {"vector": rank, "keyword": None}
+            elif mode == "keyword":
+                scores = {"vector": None, "keyword": float(row["distance"]), "fused": float(row["distance"])}
+                ranks = {"vector": None, "keyword": rank}
+            else:
+                raw = row["scores"]["vector"]
+                scores = {"vector": None if raw is None else _score(raw, view), "keyword": row["scores"]["keyword"], "fused": float(row["distance"])}
+                ranks = dict(row["ranks"])
+            ranks["view"] = rank
+            hits.append(Hit(view.name, str(row[join_key]), float(scores["fused"]), fields, space, scores=scores, ranks=ranks))
         return hits
 
     def screen(self, query: Query) -> None:
@@ -243,3 +483,11 @@ def _score(distance: float, view: FeatureView) -> float:
     """Milvus returns similarity for COSINE/IP and a distance for L2: map all to higher-is-better."""
     metric = next((f.vector_search_metric for f in view.features if f.name == VECTOR_FIELD), "COSINE")
     return -float(distance) if (metric or "").upper() == "L2" else float(distance)
+
+
+def _segmentation_key(config: Optional[SegmentationConfig]) -> Any:
+    return None if config is None else repr(config.to_dict())
+
+
+def _dim(view: FeatureView) -> int:
+    return int(next(f.vector_length for f in view.features if f.name == VECTOR_FIELD))

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import threading
 import warnings
@@ -84,16 +85,19 @@ from pymilvus.client.types import LoadState
 from pymilvus.exceptions import MilvusException
 
 from mm_feast.core import faults
+from mm_feast.core.errors import InvalidArgument
 from mm_feast.plugin.compat import (
     composite_key_name,
     mark_partition_key,
-    milvus_escape_string,
     milvus_token,
     partition_key_name,
     table_id,
     unique_entities_from_values,
 )
+from mm_feast.plugin.milvus import full_text
 from mm_feast.plugin.milvus.client import DEFAULT_CONNECT_TIMEOUT_S, Endpoint, connect
+from mm_feast.plugin.milvus.filters import Condition, expression
+from mm_feast.plugin.milvus.full_text import FullTextUnavailable, Ranker
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +154,9 @@ with warnings.catch_warnings():
         # Arrange retrieve_online_documents_v2 rows for Feast 0.67's re-sort (defect 1). Turn
         # off once FeatureStore keeps feature rows with their entity keys.
         fix_feast_document_order: bool = True
+        # Milvus analyzer of full-text (BM25) columns, e.g. {"type": "english"} to stem; None:
+        # Milvus' "standard" analyzer (lower-cased words, no stemming).
+        text_analyzer: Optional[Dict[str, Any]] = None
 
         @field_validator("write_batch_size")
         @classmethod
@@ -260,8 +267,15 @@ class _Plan:
     features: Tuple[str, ...]
     vector_fields: Tuple[str, ...]
     partition_key: Optional[str]
+    full_text: Tuple[str, ...] = ()  # string columns the view asks BM25 for (mm_feast.full_text)
 
-    def fields(self, varchar_max_length: int) -> List[FieldSchema]:
+    def fields(
+        self,
+        varchar_max_length: int,
+        full_text_columns: Sequence[str] = (),
+        analyzer: Optional[Dict[str, Any]] = None,
+    ) -> List[FieldSchema]:
+        """The collection's fields; each of ``full_text_columns`` gets an analyzer and a BM25 field."""
         fields = [
             FieldSchema(
                 name=self.pk,
@@ -272,7 +286,15 @@ class _Plan:
             FieldSchema(name=EVENT_TS, dtype=DataType.INT64),
             FieldSchema(name=CREATED_TS, dtype=DataType.INT64),
         ]
-        fields += [c.schema() for c in self.columns.values()]
+        for c in self.columns.values():
+            if c.name in full_text_columns:
+                extra = {"analyzer_params": dict(analyzer)} if analyzer else {}
+                fields.append(FieldSchema(name=c.name, dtype=DataType.VARCHAR, max_length=c.max_length, enable_analyzer=True, **extra))
+            else:
+                fields.append(c.schema())
+        fields += [
+            FieldSchema(name=full_text.sparse_field(n), dtype=DataType.SPARSE_FLOAT_VECTOR) for n in full_text_columns
+        ]
         fields.append(
             FieldSchema(name=NULLS_FIELD, dtype=DataType.VARCHAR, max_length=65535)
         )
@@ -365,6 +387,17 @@ def _plan_for(table: FeatureView, cfg: MmMilvusOnlineStoreConfig) -> _Plan:
         if f.name not in entity_names and f.name not in _TIMESTAMP_NAMES
     ]
     columns = {f.name: _column_for(f, cfg) for f in entity_fields + features}
+    texts = full_text.declared_columns(table.tags)
+    for name in texts:
+        column = columns.get(name)
+        if column is None or column.kind != "scalar" or column.dtype != DataType.VARCHAR:
+            raise ValueError(
+                f"Feature view '{table.name}': tag {full_text.FULL_TEXT_TAG} names {name!r}, which is not a"
+                f" String feature of the view (string features: "
+                f"{sorted(n for n, c in columns.items() if c.kind == 'scalar' and c.dtype == DataType.VARCHAR)})"
+            )
+        if full_text.sparse_field(name) in columns:
+            raise ValueError(f"Feature view '{table.name}': feature {full_text.sparse_field(name)!r} clashes with the BM25 field of {name!r}")
     return _Plan(
         view=table.name,
         pk=composite_key_name(table),
@@ -373,6 +406,7 @@ def _plan_for(table: FeatureView, cfg: MmMilvusOnlineStoreConfig) -> _Plan:
         features=tuple(f.name for f in features),
         vector_fields=tuple(n for n, c in columns.items() if c.kind == "vector"),
         partition_key=partition_key_name(cfg, table),
+        full_text=texts,
     )
 
 
@@ -484,10 +518,26 @@ class _Collection:
     plan: _Plan
     metrics: Dict[str, str]
     index_types: Dict[str, str]
+    full_text: Tuple[str, ...] = ()  # columns with a BM25 field in this collection
+    missing_full_text: str = ""  # why the plan's full-text columns lack one ("" when none lack it)
+
+    def filterable(self) -> Dict[str, DataType]:
+        """Scalar fields a typed condition may name, with their Milvus types."""
+        found = {n: c.dtype for n, c in self.plan.columns.items() if c.kind == "scalar"}
+        found[EVENT_TS] = DataType.INT64
+        return found
+
+    def require_full_text(self, view: str) -> Tuple[str, ...]:
+        if not self.plan.full_text:
+            raise full_text.no_full_text(view)
+        if not self.full_text:
+            raise FullTextUnavailable(f"view '{view}': keyword and hybrid search are unavailable: {self.missing_full_text}")
+        return self.full_text
 
 
 _LOCK = threading.RLock()
 _CLIENTS: Dict[Endpoint, MilvusClient] = {}
+_VERSIONS: Dict[Endpoint, str] = {}
 _COLLECTIONS: Dict[Tuple, _Collection] = {}
 
 
@@ -521,6 +571,7 @@ def close_connections() -> None:
                 server_manager_instance.release_server(endpoint.address)
         _CLIENTS.clear()
         _COLLECTIONS.clear()
+        _VERSIONS.clear()
 
 
 def _is_lite(cfg: MmMilvusOnlineStoreConfig) -> bool:
@@ -591,10 +642,17 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 return found
             cfg: MmMilvusOnlineStoreConfig = config.online_store
             plan = _plan_for(table, cfg)
+            version = self._version(client, endpoint)
             if client.has_collection(name):
-                self._check_schema(client, name, plan, cfg)
+                present = self._check_schema(client, name, plan, cfg)
             else:
-                self._create(client, name, plan, cfg, endpoint)
+                present = plan.full_text if full_text.supports_bm25(full_text.version_number(version)) else ()
+                self._create(client, name, plan, cfg, endpoint, present)
+            texts = tuple(c for c in plan.full_text if c in present)
+            missing = ""
+            if len(texts) < len(plan.full_text):
+                missing = self._why_no_full_text(name, version, plan, texts)
+                logger.warning("Collection %s: %s", name, missing)
             metrics, index_types = self._indexes(client, name)
             for field_name in plan.vector_fields:
                 declared = plan.columns[field_name].metric
@@ -610,9 +668,34 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                     )
             if client.get_load_state(name).get("state") != LoadState.Loaded:
                 client.load_collection(name)
-            found = _Collection(name, plan, metrics, index_types)
+            found = _Collection(name, plan, metrics, index_types, texts, missing)
             _COLLECTIONS[key] = found
             return found
+
+    @staticmethod
+    def _version(client: MilvusClient, endpoint: Endpoint) -> str:
+        """The Milvus version of an endpoint, asked once per process."""
+        if endpoint not in _VERSIONS:
+            try:
+                _VERSIONS[endpoint] = full_text.endpoint_version(client, endpoint.kind == "lite")
+            except MilvusException as exc:  # an old or proxied server that does not say
+                logger.debug("%s did not give its version: %s", endpoint.describe(), exc)
+                _VERSIONS[endpoint] = "unknown"
+        return _VERSIONS[endpoint]
+
+    @staticmethod
+    def _why_no_full_text(name: str, version: str, plan: _Plan, present: Tuple[str, ...]) -> str:
+        lacking = [c for c in plan.full_text if c not in present]
+        if not full_text.supports_bm25(full_text.version_number(version)):
+            return (
+                f"Milvus {version} has no BM25 full-text search (it needs Milvus >= {full_text.minimum_text()}),"
+                f" so {lacking} have no keyword index; vector search works. Use Milvus Lite 2.5 or a"
+                f" server >= {full_text.minimum_text()} for keyword and hybrid search"
+            )
+        return (
+            f"the collection was created without a BM25 field for {lacking}; run `feast teardown` (or drop"
+            f" collection {name!r}) and materialize again to add it; vector search works meanwhile"
+        )
 
     def _create(
         self,
@@ -621,6 +704,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         plan: _Plan,
         cfg: MmMilvusOnlineStoreConfig,
         endpoint: Endpoint,
+        texts: Sequence[str] = (),
     ) -> None:
         index_type = (cfg.index_type or "FLAT").upper()
         if endpoint.kind == "lite" and index_type not in LITE_INDEX_TYPES:
@@ -629,10 +713,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 f"({endpoint.address}): use one of {LITE_INDEX_TYPES}, or a Milvus server"
             )
         schema = CollectionSchema(
-            fields=plan.fields(int(cfg.varchar_max_length or 65535)),
+            fields=plan.fields(int(cfg.varchar_max_length or 65535), texts, cfg.text_analyzer),
             description="mm-feast feature view",
+            functions=[full_text.bm25_function(c) for c in texts],
         )
         index_params = client.prepare_index_params()
+        for column in texts:
+            index_params.add_index(field_name=full_text.sparse_field(column), index_name=full_text.sparse_field(column), **full_text.BM25_INDEX)
         for field_name in plan.vector_fields:
             index_params.add_index(
                 field_name=field_name,
@@ -665,8 +752,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
     @staticmethod
     def _check_schema(
         client: MilvusClient, name: str, plan: _Plan, cfg: MmMilvusOnlineStoreConfig
-    ) -> None:
-        """Fail early, naming the fields, when a collection no longer matches its view."""
+    ) -> Tuple[str, ...]:
+        """Fail early, naming the fields, when a collection no longer matches its view.
+
+        BM25 fields are left out of the comparison: a collection made before its view asked for
+        full text (or on a server without BM25) still serves vectors. Returns the view's
+        full-text columns that have their BM25 field.
+        """
 
         def spec(dtype: Any, dim: Any, element: Any) -> Tuple:
             return (
@@ -683,6 +775,8 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             f["name"]: spec(f["type"], f.get("params", {}).get("dim"), f.get("element_type"))
             for f in client.describe_collection(name)["fields"]
         }
+        sparse = {n for n, s in actual.items() if s[0] == DataType.SPARSE_FLOAT_VECTOR}
+        actual = {n: s for n, s in actual.items() if n not in sparse}
         if expected != actual:
             diff = sorted(
                 n for n in set(expected) | set(actual) if expected.get(n) != actual.get(n)
@@ -692,6 +786,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 f"{diff}); it was created by another definition or by stock Feast. Run "
                 "`feast teardown` (or drop the collection) and materialize again."
             )
+        return tuple(c for c in plan.full_text if full_text.sparse_field(c) in sparse)
 
     @staticmethod
     def _indexes(client: MilvusClient, name: str) -> Tuple[Dict[str, str], Dict[str, str]]:
@@ -700,7 +795,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         for index_name in client.list_indexes(name):
             info = client.describe_index(name, index_name)
             field_name = info.get("field_name")
-            if field_name and info.get("metric_type"):
+            if field_name and info.get("metric_type") and str(info["metric_type"]).upper() != "BM25":
                 metrics[field_name] = str(info["metric_type"]).upper()
                 index_types[field_name] = str(info.get("index_type", "")).upper()
         return metrics, index_types
@@ -994,10 +1089,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
     ) -> List[
         Tuple[Optional[datetime], Optional[EntityKeyProto], Optional[Dict[str, ValueProto]]]
     ]:
-        """Feast's document search: vector (with the index's metric), or LIKE text, or both.
+        """Feast's document search: by vector (with the index's metric), by BM25 keywords, or both.
 
-        Hits come from Milvus best first, with stored values. Text matching is stock's
-        ``LIKE '%q%'`` filter, not a ranking (BM25 lives in mm_feast.search).
+        Hits come from Milvus best first, with stored values. ``query_string`` alone is a BM25
+        search of the view's full-text fields; with ``embedding`` it is a hybrid search (RRF of
+        the two paths). Every hit of a ``query_string`` search has ``text_rank`` = s / (1 + s)
+        for its BM25 score s: a float in [0, 1) that keeps BM25's order. ``distance`` is the
+        vector similarity (null in a keyword-only search).
         """
         cfg: MmMilvusOnlineStoreConfig = config.online_store
         if not cfg.vector_enabled:
@@ -1005,35 +1103,30 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         if embedding is None and query_string is None:
             raise ValueError("Either embedding or query_string must be provided")
         col = self._collection(config, table)
-        client = self._connect(config)
         plan = col.plan
         names = [r.split(":", 1)[-1] for r in (requested_features or [])]
         names = [n for n in names if n not in ("distance", "text_rank")]
         self._require_columns(col, names)
         expr = MilvusFilterTranslator().translate(filters) or ""
-        if query_string is not None:
-            text = self._text_filter(plan, names, query_string)
-            expr = f"({text}) and ({expr})" if expr else text
         output = [EVENT_TS, NULLS_FIELD] + names
-        if embedding is not None:
+        vector_scores: Dict[str, Optional[float]] = {}
+        bm25: Dict[str, float] = {}
+        if embedding is not None and query_string is not None:
             field_name = self._search_field(col, names, table)
             self._note_metric(col, field_name, distance_metric)
-            hits = self._search(
-                config, col, field_name, [list(embedding)], top_k, output, expr
-            )[0]
-        else:
-            rows = self._call(
-                config,
-                col,
-                lambda: client.query(
-                    collection_name=col.name,
-                    filter=expr,
-                    output_fields=[plan.pk] + output,
-                    limit=top_k,
-                    **self._read_kwargs(config),
-                ),
+            hits, scores, _ = self._hybrid_hits(
+                config, col, table, field_name, list(embedding), query_string, top_k, output, expr, Ranker(), None
             )
-            hits = [{"id": r[plan.pk], "distance": None, "entity": r} for r in rows]
+            vector_scores = {pk: s["vector"] for pk, s in scores.items()}
+            bm25 = {pk: s["keyword"] for pk, s in scores.items()}
+        elif embedding is not None:
+            field_name = self._search_field(col, names, table)
+            self._note_metric(col, field_name, distance_metric)
+            hits = self._search(config, col, field_name, [list(embedding)], top_k, output, expr)[0]
+            vector_scores = {h["id"]: h["distance"] for h in hits}
+        else:
+            hits = self._keyword_hits(config, col, table, str(query_string), top_k, output, expr)
+            bm25 = {h["id"]: float(h["distance"]) for h in hits}
         version = config.entity_key_serialization_version
         docs: List[
             Tuple[Optional[datetime], Optional[EntityKeyProto], Optional[Dict[str, ValueProto]]]
@@ -1045,10 +1138,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 n: ValueProto() if n in nulls else _to_proto(plan.columns[n], entity[n])
                 for n in names
             }
-            distance = hit["distance"]
+            distance = vector_scores.get(hit["id"])
             feats["distance"] = (
                 ValueProto(float_val=float(distance)) if distance is not None else ValueProto()
             )
+            if query_string is not None:
+                score = bm25.get(hit["id"], 0.0)
+                feats["text_rank"] = ValueProto(float_val=score / (1.0 + score))
             key = deserialize_entity_key(
                 bytes.fromhex(hit["id"]), entity_key_serialization_version=version
             )
@@ -1068,6 +1164,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         top_k: int,
         output_fields: Optional[List[str]] = None,
         expr: Optional[str] = None,
+        where: Sequence[Condition] = (),
     ) -> List[List[Dict[str, Any]]]:
         """Top-k per query vector, best first, without Feast's response building.
 
@@ -1075,10 +1172,161 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         (decoded from the stored entity key), ``"distance"`` (Milvus' score for the index
         metric: similarity for COSINE/IP, squared distance for L2) and the requested fields
         as Python values (null features are None). ``output_fields=None`` returns every
-        non-vector feature; ``[]`` returns keys and distance only. ``expr`` is a Milvus
-        boolean expression over stored fields (native types, e.g. ``"score > 0.5"``).
+        non-vector feature; ``[]`` returns keys and distance only. ``where`` are typed
+        conditions on stored scalar fields (mm_feast.plugin.milvus.filters); ``expr`` is a raw
+        Milvus expression for trusted callers only, never for user input.
         """
         col = self._collection(config, table)
+        queries = self._query_vectors(col, table, vector_field, query)
+        names = self._output_names(col, output_fields)
+        results = self._search(
+            config, col, vector_field, list(queries), top_k, [NULLS_FIELD] + names, self._filter(col, table, expr, where)
+        )
+        return [self._rows(config, col, hits, names) for hits in results]
+
+    def search_keyword(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        query_string: str,
+        top_k: int,
+        output_fields: Optional[List[str]] = None,
+        where: Sequence[Condition] = (),
+        expr: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """BM25 top-k over the view's full-text fields, best first; ``"distance"`` is the BM25
+        score (higher is better, 0 never returned). With several full-text fields, each is
+        searched and a row keeps its best score. Raises ``FullTextUnavailable`` (naming the
+        Milvus version where that is why) when the collection has no BM25 field."""
+        col = self._collection(config, table)
+        names = self._output_names(col, output_fields)
+        hits = self._keyword_hits(config, col, table, query_string, top_k, [NULLS_FIELD] + names, self._filter(col, table, expr, where))
+        return self._rows(config, col, hits, names)
+
+    def search_hybrid(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        vector_field: str,
+        query: Union[np.ndarray, Sequence[float]],
+        query_string: str,
+        top_k: int,
+        output_fields: Optional[List[str]] = None,
+        where: Sequence[Condition] = (),
+        ranker: Ranker = Ranker(),
+        candidates: Optional[int] = None,
+        expr: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """Milvus ``hybrid_search``: the vector path and the BM25 path(s), each cut at
+        ``candidates`` (default ``top_k``), fused by ``ranker``. Best first.
+
+        Each row has ``"distance"`` (the fused score), ``"scores"`` (``vector``: the similarity
+        of the index metric; ``keyword``: BM25, 0.0 when no query word occurs) and ``"ranks"``
+        (1-based rank in each path, None when the path did not find it among its candidates).
+        """
+        col = self._collection(config, table)
+        names = self._output_names(col, output_fields)
+        fused, scores, ranks = self._hybrid_hits(
+            config, col, table, vector_field, query, query_string, top_k, [NULLS_FIELD] + names,
+            self._filter(col, table, expr, where), ranker, candidates,
+        )
+        rows = self._rows(config, col, fused, names)
+        for hit, row in zip(fused, rows):
+            row["scores"] = scores[hit["id"]]
+            row["ranks"] = ranks[hit["id"]]
+        return rows
+
+    def _hybrid_hits(
+        self,
+        config: RepoConfig,
+        col: _Collection,
+        table: FeatureView,
+        vector_field: str,
+        query: Any,
+        query_string: str,
+        top_k: int,
+        output: List[str],
+        filter_expr: str,
+        ranker: Ranker,
+        candidates: Optional[int],
+    ) -> Tuple[List[Dict[str, Any]], Dict[str, Dict[str, Any]], Dict[str, Dict[str, Any]]]:
+        """Fused raw hits, and per primary key its path scores and path ranks."""
+        texts = col.require_full_text(table.name)
+        vector = self._query_vectors(col, table, vector_field, query)[0]
+        _check_query_string(query_string)
+        limit = max(int(candidates or top_k), top_k)
+        reqs = full_text.requests(
+            vector_field, vector.tolist(), self._vector_params(config, col, vector_field, limit), texts, query_string, limit, filter_expr
+        )
+        client = self._connect(config)
+        fused = self._call(
+            config,
+            col,
+            lambda: client.hybrid_search(
+                collection_name=col.name,
+                reqs=reqs,
+                ranker=ranker.to_milvus(len(reqs)),
+                limit=top_k,
+                output_fields=output,
+                **self._read_kwargs(config),
+            ),
+        )[0]
+        vector_hits = self._search(config, col, vector_field, [vector], limit, [], filter_expr)[0]
+        keyword_hits = self._keyword_hits(config, col, table, query_string, limit, [], filter_expr)
+        paths = {"vector": {h["id"]: float(h["distance"]) for h in vector_hits},
+                 "keyword": {h["id"]: float(h["distance"]) for h in keyword_hits}}
+        path_ranks = {path: {pk: i + 1 for i, pk in enumerate(found)} for path, found in paths.items()}
+        pks = [h["id"] for h in fused]
+        # Exact path scores for fused hits outside a path's candidates (their rank stays None).
+        outside = [pk for pk in pks if pk not in paths["vector"]]
+        if outside:
+            only = _pk_filter(col.plan.pk, outside, filter_expr)
+            for h in self._search(config, col, vector_field, [vector], len(outside), [], only)[0]:
+                paths["vector"][h["id"]] = float(h["distance"])
+        outside = [pk for pk in pks if pk not in paths["keyword"]]
+        if outside:
+            only = _pk_filter(col.plan.pk, outside, filter_expr)
+            for h in self._keyword_hits(config, col, table, query_string, len(outside), [], only):
+                paths["keyword"][h["id"]] = float(h["distance"])
+        scores = {pk: {"vector": paths["vector"].get(pk), "keyword": paths["keyword"].get(pk, 0.0)} for pk in pks}
+        ranks = {pk: {path: path_ranks[path].get(pk) for path in ("vector", "keyword")} for pk in pks}
+        return fused, scores, ranks
+
+    def _keyword_hits(
+        self,
+        config: RepoConfig,
+        col: _Collection,
+        table: FeatureView,
+        query_string: str,
+        top_k: int,
+        output: List[str],
+        expr: str,
+    ) -> List[Dict[str, Any]]:
+        texts = col.require_full_text(table.name)
+        _check_query_string(query_string)
+        client = self._connect(config)
+        best: Dict[str, Dict[str, Any]] = {}
+        for column in texts:
+            hits = self._call(
+                config,
+                col,
+                lambda column=column: client.search(  # type: ignore[misc]
+                    collection_name=col.name,
+                    data=[query_string],
+                    anns_field=full_text.sparse_field(column),
+                    limit=top_k,
+                    output_fields=output,
+                    search_params={"metric_type": "BM25"},
+                    filter=expr,
+                    **self._read_kwargs(config),
+                ),
+            )[0]
+            for hit in hits:
+                if hit["id"] not in best or float(hit["distance"]) > float(best[hit["id"]]["distance"]):
+                    best[hit["id"]] = hit
+        return sorted(best.values(), key=lambda h: -float(h["distance"]))[:top_k]
+
+    def _query_vectors(self, col: _Collection, table: FeatureView, vector_field: str, query: Any) -> np.ndarray:
         plan = col.plan
         if vector_field not in plan.vector_fields:
             raise ValueError(
@@ -1093,29 +1341,44 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
             raise ValueError(
                 f"Query shape {queries.shape} does not fit '{vector_field}' (dim {dim})"
             )
+        return queries
+
+    def _output_names(self, col: _Collection, output_fields: Optional[List[str]]) -> List[str]:
+        plan = col.plan
         names = (
             [n for n in plan.features if plan.columns[n].kind != "vector"]
             if output_fields is None
             else list(output_fields)
         )
         self._require_columns(col, names)
-        results = self._search(
-            config, col, vector_field, list(queries), top_k, [NULLS_FIELD] + names, expr or ""
-        )
+        return names
+
+    @staticmethod
+    def _filter(col: _Collection, table: FeatureView, expr: Optional[str], where: Sequence[Condition]) -> str:
+        typed = expression(col.filterable(), list(where), table.name)
+        parts = [p for p in ((expr or "").strip(), typed) if p]
+        return " and ".join(f"({p})" for p in parts) if len(parts) > 1 else (parts[0] if parts else "")
+
+    def _rows(self, config: RepoConfig, col: _Collection, hits: List[Dict[str, Any]], names: List[str]) -> List[Dict[str, Any]]:
+        """Milvus hits as dicts: join keys, ``distance`` and ``names`` as Python values."""
         version = config.entity_key_serialization_version
-        out: List[List[Dict[str, Any]]] = []
-        for hits in results:
-            rows = []
-            for hit in hits:
-                entity = hit["entity"]
-                nulls = _nulls(entity.get(NULLS_FIELD))
-                row: Dict[str, Any] = dict(_decode_key(hit["id"], version))
-                row["distance"] = float(hit["distance"])
-                for n in names:
-                    row[n] = None if n in nulls else _to_python(plan.columns[n], entity[n])
-                rows.append(row)
-            out.append(rows)
-        return out
+        plan = col.plan
+        rows = []
+        for hit in hits:
+            entity = hit["entity"]
+            nulls = _nulls(entity.get(NULLS_FIELD))
+            row: Dict[str, Any] = dict(_decode_key(hit["id"], version))
+            row["distance"] = float(hit["distance"])
+            for n in names:
+                row[n] = None if n in nulls else _to_python(plan.columns[n], entity[n])
+            rows.append(row)
+        return rows
+
+    def _vector_params(self, config: RepoConfig, col: _Collection, field_name: str, top_k: int) -> Dict[str, Any]:
+        cfg: MmMilvusOnlineStoreConfig = config.online_store
+        metric = col.metrics.get(field_name) or col.plan.columns[field_name].metric
+        index_type = col.index_types.get(field_name) or (cfg.index_type or "FLAT").upper()
+        return {"metric_type": metric, "params": _search_params(cfg, index_type, top_k)}
 
     def _search(
         self,
@@ -1127,13 +1390,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         output: List[str],
         expr: str,
     ) -> List[List[Dict[str, Any]]]:
-        cfg: MmMilvusOnlineStoreConfig = config.online_store
-        metric = col.metrics.get(field_name) or col.plan.columns[field_name].metric
-        index_type = col.index_types.get(field_name) or (cfg.index_type or "FLAT").upper()
-        params = {
-            "metric_type": metric,
-            "params": _search_params(cfg, index_type, top_k),
-        }
+        params = self._vector_params(config, col, field_name, top_k)
         client = self._connect(config)
         return self._call(
             config,
@@ -1181,18 +1438,6 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                     metric,
                 )
 
-    @staticmethod
-    def _text_filter(plan: _Plan, names: List[str], query_string: str) -> str:
-        strings = [
-            n
-            for n in names
-            if plan.columns[n].kind == "scalar" and plan.columns[n].dtype == DataType.VARCHAR
-        ]
-        if not strings:
-            raise ValueError("No requested string features to match query_string against")
-        q = milvus_escape_string(query_string)
-        return " or ".join(f"{n} like '%{q}%'" for n in strings)
-
 
 def _index_params(cfg: MmMilvusOnlineStoreConfig, index_type: str) -> Dict[str, Any]:
     if cfg.index_params is not None:
@@ -1219,6 +1464,17 @@ def _search_params(
         # Milvus rejects ef below the number of results asked for.
         params["ef"] = max(int(params.get("ef", 64)), top_k)
     return params
+
+
+def _check_query_string(query_string: Any) -> None:
+    if not isinstance(query_string, str) or not query_string.strip():
+        raise InvalidArgument(f"a keyword query must be non-empty text, got {query_string!r}")
+
+
+def _pk_filter(pk_field: str, pks: Sequence[str], expr: str) -> str:
+    """Only these rows (primary keys are hex, never user text), within ``expr``."""
+    only = f"{pk_field} in [{', '.join(json.dumps(str(p)) for p in pks)}]"
+    return f"({only}) and ({expr})" if expr else only
 
 
 _Doc = Tuple[Optional[datetime], Optional[EntityKeyProto], Optional[Dict[str, ValueProto]]]

@@ -1,0 +1,139 @@
+"""`mm-feast serve` end to end on the demo repo (Milvus Lite): per-request latency of each search
+mode over HTTP, then a bounded load test (asyncio + httpx, loopback only).
+
+Baselines in the same run: `GET /health` (the HTTP floor: no model, no Milvus) and a search of
+one view against a search of every view (concurrent views should cost far less than the sum).
+Run:
+    python benchmarks/bench_serve.py [--repo DIR] [--requests 200] [--clients 50] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.common import LATENCY_HEADER, Latency, measure
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERIES = ["a red circle", "a blue square", "an orange triangle", "a high tone", "a green cross", "a purple circle"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _demo_repo(repo: Path | None) -> Path:
+    if repo is not None:
+        return repo
+    repo = Path(tempfile.mkdtemp(prefix="bench-serve-")) / "repo"
+    shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    subprocess.run([str(Path(sys.executable).with_name("mm-feast")), "demo", "--repo", str(repo)], check=True,
+                   stdout=subprocess.DEVNULL, timeout=1800)
+    return repo
+
+
+def _start(repo: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mm-feast")), "serve", "--repo", str(repo),
+                             "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mm-feast serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError("mm-feast serve not ready in 300 s")
+
+
+def _post(client: httpx.Client, body: dict) -> None:
+    answer = client.post("/search", json=body)
+    answer.raise_for_status()
+
+
+async def _load(url: str, clients: int, seconds: float) -> tuple[Latency, int, int]:
+    """``clients`` concurrent loops of text searches for ``seconds``; every request counted."""
+    samples: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
+        async def one(n: int) -> None:
+            nonlocal errors
+            i = n
+            while time.monotonic() < stop:
+                body = {"query": QUERIES[i % len(QUERIES)], "views": ["image_embeddings"], "top_k": 10}
+                start = time.perf_counter()
+                try:
+                    answer = await client.post("/search", json=body)
+                    if answer.status_code != 200:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                samples.append((time.perf_counter() - start) * 1000.0)
+                i += clients
+        began = time.monotonic()
+        await asyncio.gather(*(one(n) for n in range(clients)))
+        elapsed = time.monotonic() - began
+    latency = Latency(f"load: {clients} clients x {seconds:.0f} s, image_embeddings top-10", np.asarray(samples))
+    return latency, errors, int(len(samples) / elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repo", type=Path, help="a materialized demo repo (default: build one)")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    repo = _demo_repo(args.repo)
+    port = _free_port()
+    proc = _start(repo, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        rows = []
+        with httpx.Client(base_url=url, timeout=60.0) as client:
+            def search(body: dict):
+                return lambda i: _post(client, {**body, "query": QUERIES[i % len(QUERIES)]})
+
+            rows.append(measure("GET /health (HTTP floor)", lambda i: client.get("/health").raise_for_status(), args.requests))
+            rows.append(measure("vector, image_embeddings", search({"views": ["image_embeddings"], "top_k": 10}), args.requests))
+            rows.append(measure("keyword, text_block_minilm", search({"views": ["text_block_minilm"], "mode": "keyword", "top_k": 10}), args.requests))
+            rows.append(measure("hybrid, text_block_minilm", search({"views": ["text_block_minilm"], "mode": "hybrid", "top_k": 10}), args.requests))
+            rows.append(measure("vector, every view (8, 3 spaces)", search({"top_k": 10}), args.requests))
+            rows.append(measure("vector + 2 joined features", search({"views": ["video_frame_embeddings"], "top_k": 10,
+                                                                       "features": ["video_embeddings:caption", "video_embeddings:n_segments"]}), args.requests))
+        load, errors, qps = asyncio.run(_load(url, args.clients, args.seconds))
+        print(f"\n## HTTP service (`python benchmarks/bench_serve.py`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)\n")
+        print(LATENCY_HEADER)
+        floor = rows[0].p50
+        for row in rows:
+            print(row.row(f"{row.p50 / floor:.1f}x the HTTP floor"))
+        print(load.row(f"{qps} QPS sustained, {errors} errors of {len(load.samples_ms)} requests"))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Network front ends (HTTP, gRPC), thin over mm_feast.services."""

@@ -1,0 +1,1 @@
+"""Generated gRPC modules of search.proto (scripts/gen_grpc.sh)."""
