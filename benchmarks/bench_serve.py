@@ -3,6 +3,8 @@ mode over HTTP, then a bounded load test (asyncio + httpx, loopback only).
 
 Baselines in the same run: `GET /health` (the HTTP floor: no model, no Milvus) and a search of
 one view against a search of every view (concurrent views should cost far less than the sum).
+Repeated queries hit the service's bounded caches (query vector, content-filter verdict); the
+"every query new" row pays the content filters and the encoder on each request.
 Run:
     python benchmarks/bench_serve.py [--repo DIR] [--requests 200] [--clients 50] [--seconds 60]
 """
@@ -115,6 +117,8 @@ def main() -> None:
 
             rows.append(measure("GET /health (HTTP floor)", lambda i: client.get("/health").raise_for_status(), args.requests))
             rows.append(measure("vector, image_embeddings", search({"views": ["image_embeddings"], "top_k": 10}), args.requests))
+            rows.append(measure("vector, image_embeddings, every query new (screen + encode)", lambda i: _post(
+                client, {"query": f"{QUERIES[i % len(QUERIES)]} number {i}", "views": ["image_embeddings"], "top_k": 10}), args.requests))
             rows.append(measure("keyword, text_block_minilm", search({"views": ["text_block_minilm"], "mode": "keyword", "top_k": 10}), args.requests))
             rows.append(measure("hybrid, text_block_minilm", search({"views": ["text_block_minilm"], "mode": "hybrid", "top_k": 10}), args.requests))
             rows.append(measure("vector, every view (8, 3 spaces)", search({"top_k": 10}), args.requests))

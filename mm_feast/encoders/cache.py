@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Optional
@@ -18,8 +19,10 @@ _CACHE: dict[tuple[str, Optional[str], str], Encoder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=256)
 def encoder_class(model_id: str) -> type[Encoder]:
-    """Choose the wrapper from the model's config, so any CLIP/CLAP/BERT-like checkpoint works."""
+    """Choose the wrapper from the model's config, so any CLIP/CLAP/BERT-like checkpoint works
+    (read once per model id: search asks it on every query)."""
     from transformers import AutoConfig
 
     config = load_pretrained(AutoConfig, model_id)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +43,7 @@ HIT_FIELDS = (
 MODES = ("vector", "keyword", "hybrid")
 Mode = Literal["vector", "keyword", "hybrid"]
 MAX_TOP_K = 1000
+QUERY_CACHE_SIZE = 4096  # text queries whose vectors and content-filter verdicts are kept
 #: RRF constant across views (the k of 1 / (k + rank)); 60 as in Cormack et al. and Milvus.
 VIEW_RRF_K = 60
 
@@ -209,7 +212,8 @@ class CrossModalSearch:
 
     def __init__(self, store: FeatureStore, max_workers: int = 8):
         self.store = store
-        self._query_cache: dict[tuple[str, Query, Any], np.ndarray] = {}
+        self._text_vectors: _Lru = _Lru(QUERY_CACHE_SIZE)  # text queries only: a file may change
+        self._verdicts: _Lru = _Lru(QUERY_CACHE_SIZE)  # content-filter verdicts of text queries
         self._views_cache: Optional[list[FeatureView]] = None
         self._thresholds: Optional[Any] = None
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mm-search")
@@ -245,12 +249,14 @@ class CrossModalSearch:
         return store
 
     def query_vector(self, encoder: Encoder, query: Query, view: Optional[FeatureView] = None) -> np.ndarray:
-        """The query in ``encoder``'s space; a file is cut with ``view``'s segmentation."""
+        """The query in ``encoder``'s space; a file is cut with ``view``'s segmentation.
+
+        Text queries are cached (bounded); a file is encoded on every call, since it may change.
+        """
         segmentation = view.batch_source.segmentation if view is not None and query.kind != "text" else None
-        key = (encoder.space, query, _segmentation_key(segmentation))
-        if key not in self._query_cache:
-            self._query_cache[key] = encode_query(encoder, query, segmentation)
-        return self._query_cache[key]
+        if query.is_file:
+            return encode_query(encoder, query, segmentation)
+        return self._text_vectors.get_or_make((encoder.space, query.value), lambda: encode_query(encoder, query))
 
     def warm(self, views: Optional[Sequence[str]] = None) -> list[str]:
         """Load the encoders and Milvus collections of these views (all by default): the first
@@ -375,7 +381,7 @@ class CrossModalSearch:
     def _served_version(self, view: FeatureView, model_version: Optional[str]) -> str:
         from mm_feast.services.versions import CrossVersionQueryError
 
-        served = served_version(self.store, view.name)
+        served = served_version(self.store, view.name, view, cached=True)
         if model_version is not None and model_version != served:
             raise CrossVersionQueryError(
                 f"refused: view '{view.name}' serves model version {served}, the query names {model_version}"
@@ -384,14 +390,18 @@ class CrossModalSearch:
 
     def _encode(self, query: Query, targets: list[_Target]) -> None:
         """Each distinct (space, segmentation) once, concurrently."""
-        needed = [t for t in targets if t.encoder is not None]
-        if not needed:
-            return
-        vectors = self._pool.map(lambda t: self.query_vector(t.encoder, query, t.view), needed) if len(needed) > 1 else [
-            self.query_vector(t.encoder, query, t.view) for t in needed
+        groups: dict[tuple[str, Any], list[_Target]] = {}
+        for target in targets:
+            if target.encoder is not None:
+                segmentation = target.view.batch_source.segmentation if query.kind != "text" else None
+                groups.setdefault((target.encoder.space, _segmentation_key(segmentation)), []).append(target)
+        firsts = [group[0] for group in groups.values()]
+        vectors = list(self._pool.map(lambda t: self.query_vector(t.encoder, query, t.view), firsts)) if len(firsts) > 1 else [
+            self.query_vector(t.encoder, query, t.view) for t in firsts
         ]
-        for target, vector in zip(needed, vectors):
-            target.vector = vector
+        for group, vector in zip(groups.values(), vectors):
+            for target in group:
+                target.vector = vector
 
     @staticmethod
     def _check_query_words(text: Optional[str]) -> None:
@@ -458,8 +468,8 @@ class CrossModalSearch:
         thresholds = self._thresholds
         if query.is_file:
             verdict = scan_file(query.value, thresholds, query.kind)
-        else:
-            verdict = scan_text(query.value, thresholds)
+        else:  # the same words get the same verdict: screened once per cached text query
+            verdict = self._verdicts.get_or_make(query.value, lambda: scan_text(query.value, thresholds))
         if verdict.verdict == "block":
             raise QueryBlocked(f"search query blocked by the content filters: {'; '.join(verdict.reasons)}")
         if verdict.verdict == "flag":
@@ -483,6 +493,27 @@ def _score(distance: float, view: FeatureView) -> float:
     """Milvus returns similarity for COSINE/IP and a distance for L2: map all to higher-is-better."""
     metric = next((f.vector_search_metric for f in view.features if f.name == VECTOR_FIELD), "COSINE")
     return -float(distance) if (metric or "").upper() == "L2" else float(distance)
+
+
+class _Lru:
+    """A bounded, thread-safe memo: the service's caches must not grow with every new query."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Any, make: Any) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
 
 
 def _segmentation_key(config: Optional[SegmentationConfig]) -> Any:

@@ -102,10 +102,12 @@ def query_encoder(store: Any, view: Any, model_version: Optional[str] = None) ->
     return encoder
 
 
-def served_version(store: Any, view_name: str) -> str:
-    """The model version a view's searches and online rows are in right now."""
-    view = _embedding_view(store, view_name)
-    pinned = cached_pin(store.repo_path, view_name)
+def served_version(store: Any, view_name: str, view: Any = None, cached: bool = False) -> str:
+    """The model version a view's searches and online rows are in right now. ``view``: the view
+    object when the caller has it (saves a registry read); ``cached``: a pin read in the last
+    few seconds will do, as for queries (mm_feast.stores.versions.PIN_CACHE_S)."""
+    view = view if view is not None else _embedding_view(store, view_name)
+    pinned = cached_pin(store.repo_path, view_name, cached=cached)
     if pinned is not None:
         return pinned.model_version
     from mm_feast.encoders import get_encoder
