@@ -86,6 +86,24 @@ def sound_name(sound: str) -> str:
     raise ValueError(f"unknown sound {sound!r}; expected one of {SOUNDS}")
 
 
+def caption_at(caption: str, t: float, segment_s: float = SEGMENT_S) -> str:
+    """What plays or shows at ``t`` seconds of a demo video or audio item: its caption lists
+    one concept per ``segment_s`` seconds, joined by ", then "."""
+    parts = caption.split(", then ")
+    return parts[min(max(int(t // segment_s), 0), len(parts) - 1)]
+
+
+def feed_second(rng: np.random.Generator, fps: int = VIDEO_FPS, sample_rate: int = AUDIO_SAMPLE_RATE) -> tuple[list[np.ndarray], np.ndarray, str, str]:
+    """One second of a synthetic live feed: frames of one shape and the sound that goes with it.
+
+    Returns (frames, audio samples, true visual caption, true sound caption). The frames are
+    jittered renders, so they are new inputs, never copies of the demo corpus."""
+    color, shape = COLORS[rng.integers(len(COLORS))], SHAPES[rng.integers(len(SHAPES))]
+    sound = SOUNDS[rng.integers(len(SOUNDS))]
+    frames = [render_shape(color, shape, size=64, rng=rng) for _ in range(fps)]
+    return frames, render_sound(sound, 1.0, sample_rate, rng=rng), image_caption(color, shape), SOUND_CAPTIONS[sound]
+
+
 # --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------

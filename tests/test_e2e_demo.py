@@ -206,3 +206,17 @@ def test_search_hits_join_requested_feast_features(demo: Demo):
         # frames join their video's item-level features through item_id
         assert hit.features["video_embeddings:n_segments"] == 6
         assert hit.features["video_embeddings:caption"] == demo.corpus.ground_truth[hit.item_id]["caption"]
+
+
+def test_live_feed_seconds_are_labelled_from_their_frames_and_sound(demo: Demo):
+    from mm_feast.services.live_feed import LiveFeedClassifier
+    from mm_feast.synthetic import AUDIO_SAMPLE_RATE, feed_second
+
+    classifier = LiveFeedClassifier(demo.search)
+    rng = np.random.default_rng(2026)  # fresh renders: jittered shapes and sounds never stored
+    seconds = [feed_second(rng) for _ in range(40)]
+    labels = [classifier.classify(frames, audio, AUDIO_SAMPLE_RATE) for frames, audio, _, _ in seconds]
+    visual = np.mean([label.visual == truth for label, (_, _, truth, _) in zip(labels, seconds)])
+    acoustic = np.mean([label.acoustic == truth for label, (_, _, _, truth) in zip(labels, seconds)])
+    assert visual >= 0.9 and acoustic >= 0.9, (visual, acoustic)
+    assert all(1 <= label.visual_votes <= label.top_k and 1 <= label.acoustic_votes <= label.top_k for label in labels)

@@ -181,6 +181,7 @@ def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
     if fused:
         out.write(f"\nmm-feast lineage {fused[0].lineage_id}  (the top fused hit, back to raw files):\n")
         print_lineage(lineage(repo, fused[0].lineage_id), out)
+    show_live_feed(search, out)
     show_claims(repo, out)
 
 
@@ -190,6 +191,26 @@ DEMO_CLAIMS = [
     ("claim_photo_consistent", False, False, False, False),
     ("claim_photo_no_call", True, True, None, False),
 ]
+
+
+def show_live_feed(search, out=sys.stdout, seconds: int = 3) -> None:
+    """Three seconds of a synthetic live feed (frames + sound), each labelled from the store."""
+    import numpy as np
+
+    from mm_feast.services.live_feed import LiveFeedClassifier
+    from mm_feast.synthetic import AUDIO_SAMPLE_RATE, feed_second
+
+    classifier = LiveFeedClassifier(search)
+    classifier.warm()
+    rng = np.random.default_rng(5)
+    out.write("\nLive feed, one second at a time (frames -> image_embeddings, audio -> audio_window_embeddings, top-5 vote):\n")
+    for second in range(seconds):
+        frames, audio, visual, sound = feed_second(rng)
+        label = classifier.classify(frames, audio, AUDIO_SAMPLE_RATE)
+        out.write(
+            f"  t={second}s  sees {label.visual!r} ({label.visual_votes}/5; truth {visual!r}),"
+            f" hears {label.acoustic!r} ({label.acoustic_votes}/5; truth {sound!r}), {label.elapsed_ms:.0f} ms\n"
+        )
 
 
 def show_claims(repo: Path, out=sys.stdout) -> None:

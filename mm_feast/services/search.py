@@ -258,6 +258,16 @@ class CrossModalSearch:
             return encode_query(encoder, query, segmentation)
         return self._text_vectors.get_or_make((encoder.space, query.value), lambda: encode_query(encoder, query))
 
+    def submit(self, job: Any) -> Any:
+        """Run ``job()`` on the search's thread pool; returns its future."""
+        return self._pool.submit(job)
+
+    def nearest(self, view: FeatureView, vector: np.ndarray, encoder: Encoder, top_k: int = 10,
+                filters: Optional[SearchFilters] = None) -> list[Hit]:
+        """Top-k rows of one view for a vector already in ``encoder``'s space (the served one)."""
+        target = _Target(view, encoder.version, encoder, np.asarray(vector, dtype=np.float32))
+        return self._search_view(self._online_store(), target, "vector", None, top_k, filters or SearchFilters(), Ranker(), top_k)
+
     def warm(self, views: Optional[Sequence[str]] = None) -> list[str]:
         """Load the encoders and Milvus collections of these views (all by default): the first
         query then pays no model load, collection load or first-call cost."""
