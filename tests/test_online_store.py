@@ -75,6 +75,10 @@ def make_store(
         entity_key_serialization_version=3,
         repo_path=tmp_path,
     )
+    if impl == "mm":
+        from mm_feast.stores.feature_store import MmFeatureStore
+
+        return MmFeatureStore(config=config)
     return FeatureStore(config=config)
 
 
@@ -288,6 +292,48 @@ def test_defect4_search_returns_stored_vectors(tmp_path: Path, lite_db: Path, im
     assert out["emb"] == [f32(planar(ANGLES[i], 8)) for i in out["item_id"]]
     online = fs.get_online_features(features=["docs:emb"], entity_rows=[{"item_id": 10}]).to_dict()
     assert online["emb"] == [f32(planar(ANGLES[10], 8))]
+
+
+# --- defect 5: query_string is BM25 with a rank, not a LIKE filter ----------------------
+
+
+@against_stock("query_string becomes LIKE '%q%': hits carry no text_rank and are not ranked")
+def test_defect5_query_string_is_ranked_bm25(tmp_path: Path, lite_db: Path, impl: str) -> None:
+    fs = make_store(tmp_path, impl, lite_db)
+    docs = docs_view(tmp_path)
+    docs.tags = {"mm_feast.full_text": "caption"}
+    fs.apply([item_entity(), docs])
+    write(fs, "docs", {"item_id": [1, 2, 3], "emb": [planar(a, 8) for a in (0, 30, 60)],
+                       "caption": ["a quick fox", "the red fox", "blue whale"]})
+    out = fs.retrieve_online_documents_v2(features=["docs:caption"], query_string="red fox", top_k=3).to_dict()
+    assert out["item_id"] == [2, 1]  # BM25: both words rank above one; "blue whale" has neither
+    assert all(isinstance(r, float) and 0 < r < 1 for r in out["text_rank"])
+    assert out["text_rank"] == sorted(out["text_rank"], reverse=True)
+
+
+# --- defect 13: document search reads the registry database on every call ---------------
+
+
+@against_stock("retrieve_online_documents_v2 reads and deserialises the view from the registry database per requested feature")
+def test_defect13_document_search_reads_views_through_a_cache(tmp_path: Path, lite_db: Path, impl: str) -> None:
+    fs = make_store(tmp_path, impl, lite_db)
+    fs.apply([item_entity(), docs_view(tmp_path)])
+    write_docs(fs)
+    uncached = []
+    original = fs.registry.get_feature_view
+
+    def spy(name: str, project: str, allow_cache: bool = False) -> Any:
+        if not allow_cache:
+            uncached.append(name)
+        return original(name, project, allow_cache=allow_cache)
+
+    fs.registry.get_feature_view = spy  # type: ignore[method-assign]
+    for _ in range(5):
+        out = fs.retrieve_online_documents_v2(features=["docs:emb", "docs:caption"], query=planar(0, 8), top_k=3).to_dict()
+        assert out["item_id"] == RANKED_IDS[:3]
+    assert uncached == []
+    assert fs.get_feature_view("docs").name == "docs"  # outside document search: Feast's own read
+    assert uncached == ["docs"]
 
 
 # --- defect 10: the field's metric, for index and search ---------------------------------

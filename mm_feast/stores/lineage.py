@@ -278,8 +278,9 @@ def open_store(repo_path: str | Path) -> Any:
     repo (``data/``). A repo without ``feature_store.yaml``, an invalid one, or a file outside the
     repo in a directory that does not exist raises ``RepoConfigError`` (one line, exit 2).
     """
-    from feast import FeatureStore
     from feast.repo_config import FeastConfigError, load_repo_config
+
+    from mm_feast.stores.feature_store import MmFeatureStore
 
     from mm_feast.core.errors import RepoConfigError, one_line
 
@@ -302,7 +303,7 @@ def open_store(repo_path: str | Path) -> Any:
             registry.read_path = resolve_sqlite_url(registry.read_path, repo)
     for key, path in _local_store_files(config, repo):
         _ensure_parent(key, path, repo, yaml_path)
-    return FeatureStore(repo_path=str(repo), config=config)
+    return MmFeatureStore(repo_path=str(repo), config=config)
 
 
 def _local_store_files(config: Any, repo: Path) -> list[tuple[str, Path]]:

@@ -21,6 +21,9 @@ What differs from stock Feast 0.67 (the defects listed in the design notes, "Fac
 * Defect 3: numeric/bool/string arrays without ``vector_index`` are Milvus ARRAY columns and
   read back exactly; scalars are native Milvus types, so filters compare numbers as numbers.
 * Defect 4: searches return the stored vector, never the query.
+* Defect 5: ``query_string`` is Milvus' own BM25 over the view's full-text fields (tag
+  ``mm_feast.full_text``), with ``text_rank`` on every hit, not a ``LIKE '%q%'`` filter; with a
+  vector too it is a hybrid search (RRF). See mm_feast.plugin.milvus.full_text.
 * Defect 10: each vector field's index uses its ``vector_search_metric``, and every search
   uses the metric of the index it searches (a differing requested metric is logged).
 * Defect 12: collections are described and loaded once per process; search and index
