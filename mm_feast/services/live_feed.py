@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mm_feast.core.errors import InvalidArgument
+from mm_feast.pipeline.rows import normalised
 from mm_feast.services.search import CrossModalSearch, Hit
 from mm_feast.services.versions import query_encoder
 
@@ -98,9 +99,7 @@ class LiveFeedClassifier:
         return FeedLabel(v_label, v_votes, a_label, a_votes, self.top_k, (time.perf_counter() - started) * 1000)
 
     def _nearest(self, view, encoder, kind: str, items: list) -> list[Hit]:
-        rows = encoder.encode(kind, items)
-        pooled = rows.mean(axis=0)
-        return self.search.nearest(view, pooled / max(float(np.linalg.norm(pooled)), 1e-12), encoder, self.top_k)
+        return self.search.nearest(view, normalised(encoder.encode(kind, items).mean(axis=0)), encoder, self.top_k)
 
 
 def _vote(hits: list[Hit], label: Callable[[Hit], str]) -> tuple[str, int]:

@@ -29,8 +29,9 @@ from mm_feast.plugin.milvus.filters import Condition
 from mm_feast.plugin.milvus.full_text import Ranker, declared_columns, no_full_text
 from mm_feast.services.query import Query
 from mm_feast.sources import EmbeddingSource
-from mm_feast.services.versions import query_encoder, served_version
+from mm_feast.services.versions import query_encoder, refuse_other_version, served_version
 from mm_feast.plugin.views import VECTOR_FIELD
+from mm_feast.pipeline.rows import normalised
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,7 @@ def encode_query(encoder: Encoder, query: Query, config: Optional[SegmentationCo
         raise QueryFileError(str(path), f"cannot read it: {exc.strerror or exc}") from exc
     if len(rows) == 0:
         raise QueryFileError(str(path), f"no {query.kind} segment to encode")
-    pooled = rows.mean(axis=0)
-    return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+    return normalised(rows.mean(axis=0))
 
 
 def fuse_across_views(per_view: Sequence[Sequence[Hit]], top_k: int, k: int = VIEW_RRF_K) -> list[Hit]:
@@ -243,7 +243,7 @@ class CrossModalSearch:
         store = online_store_of(self.store)
         if not hasattr(store, "search_hybrid"):
             raise RepoConfigError(
-                f"online store {type(store).__name__} has no search_vectors: set online_store.type"
+                f"online store {type(store).__name__} has no search_vectors/search_hybrid: set online_store.type"
                 " to mm_feast.online_store.MmMilvusOnlineStore in feature_store.yaml"
             )
         return store
@@ -389,13 +389,8 @@ class CrossModalSearch:
         return targets
 
     def _served_version(self, view: FeatureView, model_version: Optional[str]) -> str:
-        from mm_feast.services.versions import CrossVersionQueryError
-
         served = served_version(self.store, view.name, view, cached=True)
-        if model_version is not None and model_version != served:
-            raise CrossVersionQueryError(
-                f"refused: view '{view.name}' serves model version {served}, the query names {model_version}"
-            )
+        refuse_other_version(view.name, served, model_version)
         return served
 
     def _encode(self, query: Query, targets: list[_Target]) -> None:

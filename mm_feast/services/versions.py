@@ -93,13 +93,18 @@ def query_encoder(store: Any, view: Any, model_version: Optional[str] = None) ->
                 f" loads weights of version {encoder.version}: queries cannot be encoded in the served space."
                 f" Restore those weights, or serve the new version: mm-feast versions serve {view.name} {encoder.version}"
             )
+    refuse_other_version(view.name, served, model_version)
+    return encoder
+
+
+def refuse_other_version(view_name: str, served: str, model_version: Optional[str]) -> None:
+    """Raise ``CrossVersionQueryError`` when a query names a version the view does not serve."""
     if model_version is not None and model_version != served:
         raise CrossVersionQueryError(
-            f"refused: view '{view.name}' serves model version {served}, the query is in model version"
+            f"refused: view '{view_name}' serves model version {served}, the query is in model version"
             f" {model_version}; vectors of two model versions are never compared. Switch the served version"
-            f" first (mm-feast versions serve {view.name} {model_version}) or query in version {served}"
+            f" first (mm-feast versions serve {view_name} {model_version}) or query in version {served}"
         )
-    return encoder
 
 
 def served_version(store: Any, view_name: str, view: Any = None, cached: bool = False) -> str:

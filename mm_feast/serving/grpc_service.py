@@ -3,7 +3,6 @@ request, code path and hits as ``POST /search`` and ``POST /search/file``."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 from concurrent import futures
 from typing import Any, Optional
@@ -13,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
 
 from mm_feast.core.errors import MmFeastError
+from mm_feast.serving.auth import bearer_ok
 from mm_feast.serving.proto import search_pb2, search_pb2_grpc
 from mm_feast.serving.uploads import search_upload
 from mm_feast.services.query import Query
@@ -61,9 +61,7 @@ class SearchServicer(search_pb2_grpc.SearchServicer):
     def _authorise(self, context: grpc.ServicerContext) -> None:
         if not self.token:
             return
-        given = dict(context.invocation_metadata()).get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+        if not bearer_ok(dict(context.invocation_metadata()).get("authorization", ""), self.token):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
 

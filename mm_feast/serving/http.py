@@ -12,7 +12,6 @@ traceback goes to the log).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from pathlib import Path
@@ -27,6 +26,7 @@ from feast.feature_server import GetOnlineFeaturesRequest
 from feast.feature_server_utils import convert_response_to_dict
 
 from mm_feast.core.errors import InvalidArgument, MmFeastError, NotFound
+from mm_feast.serving.auth import bearer_ok
 from mm_feast.serving.uploads import search_upload
 from mm_feast.services.lineage import lineage
 from mm_feast.services.query import Query
@@ -52,9 +52,7 @@ def create_app(store: FeatureStore, token: Optional[str] = None, search: Optiona
     def authorised(request: Request) -> None:
         if not token:
             return
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        if not bearer_ok(request.headers.get("authorization", ""), token):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(MmFeastError)

@@ -1114,17 +1114,16 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         output = [EVENT_TS, NULLS_FIELD] + names
         vector_scores: Dict[str, Optional[float]] = {}
         bm25: Dict[str, float] = {}
-        if embedding is not None and query_string is not None:
+        if embedding is not None:
             field_name = self._search_field(col, names, table)
             self._note_metric(col, field_name, distance_metric)
+        if embedding is not None and query_string is not None:
             hits, scores, _ = self._hybrid_hits(
                 config, col, table, field_name, list(embedding), query_string, top_k, output, expr, Ranker(), None
             )
             vector_scores = {pk: s["vector"] for pk, s in scores.items()}
             bm25 = {pk: s["keyword"] for pk, s in scores.items()}
         elif embedding is not None:
-            field_name = self._search_field(col, names, table)
-            self._note_metric(col, field_name, distance_metric)
             hits = self._search(config, col, field_name, [list(embedding)], top_k, output, expr)[0]
             vector_scores = {h["id"]: h["distance"] for h in hits}
         else:
