@@ -97,7 +97,7 @@ def test_health_needs_no_token_and_lists_the_views(service: Service):
 def test_every_other_route_needs_the_token(service: Service, token: str | None):
     client = service.client(token=token)
     for method, path, body in [("POST", "/search", {"query": "a red circle"}), ("POST", "/get-online-features", {}),
-                               ("GET", "/lineage/x", None)]:
+                               ("GET", "/lineage/x", None), ("GET", "/docs", None), ("GET", "/openapi.json", None)]:
         answer = client.request(method, path, json=body)
         assert answer.status_code == 401, path
         assert answer.json()["error"] == "unauthorized"

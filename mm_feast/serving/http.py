@@ -19,7 +19,8 @@ from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from feast import FeatureStore
 from feast.errors import FeastError
 from feast.feature_server import GetOnlineFeaturesRequest
@@ -46,7 +47,10 @@ def _error(status: int, code: str, detail: str) -> JSONResponse:
 def create_app(store: FeatureStore, token: Optional[str] = None, search: Optional[CrossModalSearch] = None) -> FastAPI:
     """The service over one Feast repo; ``token`` guards every route but /health."""
     search = search or CrossModalSearch(store)
-    app = FastAPI(title="mm-feast", description="Multi-modal search and features over Feast and Milvus")
+    # The OpenAPI pages are routes of our own so that the token guards them too: the spec names
+    # every view and feature of the repo.
+    app = FastAPI(title="mm-feast", description="Multi-modal search and features over Feast and Milvus",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     repo = Path(store.repo_path)
 
     def authorised(request: Request) -> None:
@@ -79,6 +83,14 @@ def create_app(store: FeatureStore, token: Optional[str] = None, search: Optiona
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorised)])
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mm-feast API")
 
     @app.get("/health")
     def health() -> dict[str, Any]:
