@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
+from feast import FeatureStore
+
+from mm_feast.lineage import LineageDB
+from mm_feast.plugin.compat import entity_key_hex
 from mm_feast.plugin.milvus.store import close_connections
 
 FEAST = Path(sys.executable).with_name("feast")
@@ -38,3 +43,29 @@ def feast(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     if check:
         assert result.returncode == 0, f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return result
+
+
+def offline(repo: Path, view: str) -> pd.DataFrame:
+    return pd.read_parquet(repo / "data" / "embeddings" / f"{view}_source.parquet")
+
+
+def assert_stores_match_disk(repo: Path, view: str, expected_texts: dict[str, list[str]]) -> None:
+    """Offline rows, online rows and current lineage are exactly the blocks of the files on disk."""
+    rows = offline(repo, view)
+    assert {item: sorted(group["text"]) for item, group in rows.groupby("item_id")} == {
+        k: sorted(v) for k, v in expected_texts.items()
+    }
+    store = FeatureStore(repo_path=str(repo))
+    try:
+        fv = store.get_feature_view(view)
+        online = store._get_provider().online_store.served_rows(store.config, fv)  # pk -> lineage_id
+        want = {entity_key_hex("segment_id", k, 3): lid for k, lid in zip(rows["segment_id"], rows["lineage_id"])}
+        assert online == want, "the online store must hold exactly the current rows, no stale or orphaned one"
+        served = store.get_online_features(
+            features=[f"{view}:text", f"{view}:sha256"], entity_rows=[{"segment_id": k} for k in rows["segment_id"]]
+        ).to_dict()
+        assert served["text"] == list(rows["text"]) and served["sha256"] == list(rows["sha256"])
+        live = {(r.entity_key, r.lineage_id) for r in LineageDB.for_repo(repo).by_view(view) if r.deleted_at is None}
+        assert live == set(zip(rows["segment_id"], rows["lineage_id"])), "lineage marks exactly the served rows current"
+    finally:
+        close_connections()

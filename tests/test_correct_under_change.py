@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from feast import FeatureStore
 
 from mm_feast.lineage import LineageDB
 from mm_feast.plugin.milvus.store import close_connections
-from mm_feast.plugin.compat import entity_key_hex
 
-from feast_repo import feast, write_feature_store_yaml
+from feast_repo import assert_stores_match_disk, feast, offline, write_feature_store_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -67,32 +65,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     feast(repo, "apply")
     feast(repo, "materialize-incremental", now_arg())
     return repo
-
-
-def offline(repo: Path, view: str) -> pd.DataFrame:
-    return pd.read_parquet(repo / "data" / "embeddings" / f"{view}_source.parquet")
-
-
-def assert_stores_match_disk(repo: Path, view: str, expected_texts: dict[str, list[str]]) -> None:
-    """Offline rows, online rows and current lineage are exactly the blocks of the files on disk."""
-    rows = offline(repo, view)
-    assert {item: sorted(group["text"]) for item, group in rows.groupby("item_id")} == {
-        k: sorted(v) for k, v in expected_texts.items()
-    }
-    store = FeatureStore(repo_path=str(repo))
-    try:
-        fv = store.get_feature_view(view)
-        online = store._get_provider().online_store.served_rows(store.config, fv)  # pk -> lineage_id
-        want = {entity_key_hex("segment_id", k, 3): lid for k, lid in zip(rows["segment_id"], rows["lineage_id"])}
-        assert online == want, "the online store must hold exactly the current rows, no stale or orphaned one"
-        served = store.get_online_features(
-            features=[f"{view}:text", f"{view}:sha256"], entity_rows=[{"segment_id": k} for k in rows["segment_id"]]
-        ).to_dict()
-        assert served["text"] == list(rows["text"]) and served["sha256"] == list(rows["sha256"])
-        live = {(r.entity_key, r.lineage_id) for r in LineageDB.for_repo(repo).by_view(view) if r.deleted_at is None}
-        assert live == set(zip(rows["segment_id"], rows["lineage_id"])), "lineage marks exactly the served rows current"
-    finally:
-        close_connections()
 
 
 def test_first_materialize_serves_every_file_even_with_old_manifest_timestamps(repo: Path) -> None:

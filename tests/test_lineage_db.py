@@ -15,6 +15,14 @@ from mm_feast.services.lineage import build_tree
 YAML = "project: {project}\nprovider: local\nregistry:\n{registry}\nentity_key_serialization_version: 3\n"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lineage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests on both databases a registry can live in."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
 def _repo(tmp_path: Path, registry: str, project: str = "p") -> Path:
     (tmp_path / "feature_store.yaml").write_text(YAML.format(project=project, registry=registry))
     return tmp_path
@@ -55,8 +63,8 @@ def _raw(sha: str, start: int, end: int) -> ParentRef:
     return ParentRef(0, RAW, "/m/a.txt", sha, "text", f"c={start}-{end}", char_start=start, char_end=end)
 
 
-def test_records_are_written_once_and_trees_and_files_resolve_through_parents(tmp_path: Path):
-    db = LineageDB(LineageTarget(f"sqlite:///{tmp_path / 'l.db'}", "p"))
+def test_records_are_written_once_and_trees_and_files_resolve_through_parents(lineage_url: str):
+    db = LineageDB(LineageTarget(lineage_url, "p"))
     seg = _record("L1", "a#c=0-5", [_raw("a" * 64, 0, 5)])
     other = _record("L2", "b#c=0-3", [ParentRef(0, RAW, "/m/b.txt", "b" * 64, "text", "c=0-3", char_start=0, char_end=3)])
     fused = _record(
@@ -90,10 +98,10 @@ def test_absent_locator_values_become_none(value, expected):
     assert raw_parent(row, sample_rate=16000).start_s == expected
 
 
-def test_a_recheck_replaces_the_stored_verdict_and_erasure_by_file_reaches_every_copy(tmp_path: Path):
+def test_a_recheck_replaces_the_stored_verdict_and_erasure_by_file_reaches_every_copy(lineage_url: str):
     from mm_feast.core.records import SafetyRecord
 
-    db = LineageDB(LineageTarget(f"sqlite:///{tmp_path / 'l.db'}", "p"))
+    db = LineageDB(LineageTarget(lineage_url, "p"))
 
     def verdict(uri: str, sha: str, level: str, at: int) -> SafetyRecord:
         return SafetyRecord("p", sha, "image", uri, level, [f"{level} reason"], [], [], "t1", datetime(2026, 1, 1, at, tzinfo=timezone.utc))
@@ -104,3 +112,17 @@ def test_a_recheck_replaces_the_stored_verdict_and_erasure_by_file_reaches_every
     assert db.safety_for(["s1"])["s1"].reasons == ["flag reason"]
     assert db.erase_safety(["/a.png"], []) == 1  # by file: its content's one verdict (the copy shares the hash)
     assert set(db.safety_for(["s1", "s2"])) == {"s2"}
+
+
+def test_processes_starting_at_once_on_an_empty_postgres_all_get_the_tables(postgres_url: str):
+    """``create_all`` checks then creates: without the advisory lock, one of the racing CREATEs fails."""
+    import subprocess
+    import sys
+
+    script = "import sys; from mm_feast.stores.lineage import engine_for; engine_for(sys.argv[1]); print('ok')"
+    starts = [subprocess.Popen([sys.executable, "-c", script, postgres_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in starts]
+    assert all(code == 0 and out.strip() == "ok" for out, _, code in results), [err[-1500:] for _, err, _ in results]
+    db = LineageDB(LineageTarget(postgres_url, "p"))
+    assert db.by_entity_key("nothing") == []

@@ -36,6 +36,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -367,9 +368,28 @@ def engine_for(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
             if is_sqlite:
                 event.listen(engine, "connect", _sqlite_pragmas)
-            metadata.create_all(engine)
+            _create_tables(engine)
             _ENGINES[url] = engine
         return engine
+
+
+# Any constant: the key of the PostgreSQL advisory lock that serialises creating the tables.
+_CREATE_LOCK_KEY = 0x6D6D_FEA5
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the tables once, even when processes start at once on an empty database.
+
+    ``create_all`` checks, then creates: two ``feast materialize`` processes on a fresh PostgreSQL
+    both see no table and the second CREATE fails. A transaction-scoped advisory lock serialises
+    them; SQLite already serialises writers on its file lock.
+    """
+    if engine.dialect.name != "postgresql":
+        metadata.create_all(engine)
+        return
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK_KEY})
+        metadata.create_all(conn)
 
 
 def dispose_engines() -> None:
