@@ -60,3 +60,50 @@ def test_weights_version_changes_with_the_weights(tmp_path: Path):
     assert weights_version(str(copy)) == weights_version("mm-feast/clip-shapes")
     (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:-4] + b"\x00\x00\x00\x01")
     assert weights_version(str(copy)) != weights_version("mm-feast/clip-shapes")
+
+
+def test_to_model_casts_floats_to_the_model_dtype_and_leaves_ids_alone():
+    import torch
+
+    encoder = get_encoder("mm-feast/clip-shapes")
+    moved = encoder.to_model({"pixel_values": torch.zeros(1, 3, 2, 2, dtype=torch.float64), "input_ids": torch.ones(1, 3, dtype=torch.long)})
+    assert moved["pixel_values"].dtype == encoder.dtype == torch.float32  # fp32 on CPU
+    assert moved["input_ids"].dtype == torch.long and moved["input_ids"].device.type == "cpu"
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_halved_and_the_size_is_kept(monkeypatch):
+    """The OOM is raised by a wrapper around the real model: a GPU that fits 2 items per batch."""
+    import torch
+
+    encoder = get_encoder("mm-feast/clip-shapes")
+    real = encoder._forward
+    sizes: list[int] = []
+
+    def fits_two(modality, items):
+        sizes.append(len(items))
+        if len(items) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+        return real(modality, items)
+
+    monkeypatch.setattr(encoder, "_forward", fits_two)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(encoder, "max_batch", None)
+    texts = [f"a red circle {i}" for i in range(7)]
+    rows = encoder.encode("text", texts, batch_size=8)
+    assert sizes == [7, 4, 2, 2, 2, 1]  # 8 -> 4 -> 2 fits; later batches start at 2
+    assert encoder.max_batch == 2
+    assert rows.shape == (7, 512)
+    monkeypatch.setattr(encoder, "_forward", real)
+    assert np.allclose(rows, encoder.encode("text", texts, batch_size=8), atol=1e-5)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine (CI has none)")
+def test_cuda_in_bf16_with_pinned_copies_encodes_like_the_cpu():
+    from mm_feast.encoders.clip import ClipEncoder
+
+    images = [render_shape(c, s, 64) for c in ("red", "blue") for s in ("circle", "square")]
+    cpu = get_encoder("mm-feast/clip-shapes").encode("image", images)
+    gpu_encoder = ClipEncoder("mm-feast/clip-shapes", None, "cuda")
+    assert str(gpu_encoder.dtype) == "torch.bfloat16"
+    gpu = gpu_encoder.encode("image", images)
+    assert (np.sum(cpu * gpu, axis=1) > 0.99).all()

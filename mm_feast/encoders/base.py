@@ -10,7 +10,7 @@ import hashlib
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -184,6 +184,8 @@ class Encoder(ABC):
         self.dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         self.version = weights_version(model_id, revision)
         self.calls = 0  # forward passes run, so tests can prove unchanged inputs are skipped
+        # The largest batch that fit on the GPU; set when a batch ran out of memory (halved).
+        self.max_batch: Optional[int] = None
         self.dim = 0
 
     def _load(self, loader: Any) -> Any:
@@ -215,12 +217,38 @@ class Encoder(ABC):
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         chunks = []
+        size = min(batch_size, self.max_batch) if self.max_batch else batch_size
+        start = 0
         with torch.inference_mode():
-            for start in range(0, len(batch), batch_size):
+            while start < len(batch):
                 self.calls += 1
-                out = self._forward(modality, list(batch[start : start + batch_size]))
+                try:
+                    out = self._forward(modality, list(batch[start : start + size]))
+                except torch.cuda.OutOfMemoryError:
+                    if size == 1:
+                        raise
+                    size = self.max_batch = max(1, size // 2)
+                    torch.cuda.empty_cache()
+                    logger.warning("%s: out of GPU memory, batches of %d from now on", self.model_id, size)
+                    continue
                 chunks.append(out.float().cpu().numpy())
+                start += size
         return l2_normalize(np.concatenate(chunks, axis=0))
+
+    def to_model(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Processor outputs on the model's device: floats in its dtype (bf16 on CUDA), ids as is.
+
+        On CUDA the host tensors are pinned and copied without blocking, so the copy overlaps
+        the previous batch's kernels instead of stalling the stream.
+        """
+        cuda = self.device.startswith("cuda")
+        moved = {}
+        for name, value in inputs.items():
+            if cuda:
+                value = value.pin_memory()
+            dtype = self.dtype if value.is_floating_point() else None
+            moved[name] = value.to(self.device, dtype=dtype, non_blocking=cuda)
+        return moved
 
     @abstractmethod
     def _forward(self, modality: str, items: list[Any]) -> Any:

@@ -24,11 +24,6 @@ class ClapEncoder(Encoder):
     def _forward(self, modality: str, items: list[Any]) -> Any:
         if modality == "text":
             inputs = self.processor(text=items, return_tensors="pt", padding=True, truncation=True)
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            return as_tensor(self.model.get_text_features(**inputs))
+            return as_tensor(self.model.get_text_features(**self.to_model(inputs)))
         inputs = self.processor(audio=items, sampling_rate=self.sample_rate, return_tensors="pt")
-        features = {
-            k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
-            for k, v in inputs.items()
-        }
-        return as_tensor(self.model.get_audio_features(**features))
+        return as_tensor(self.model.get_audio_features(**self.to_model(inputs)))

@@ -23,9 +23,8 @@ class ClipEncoder(Encoder):
     def _forward(self, modality: str, items: list[Any]) -> Any:
         if modality == "text":
             inputs = self.processor(text=items, return_tensors="pt", padding=True, truncation=True)
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-            return as_tensor(self.model.get_text_features(**inputs))
+            return as_tensor(self.model.get_text_features(**self.to_model(inputs)))
         # image and video frames: RGB uint8 arrays
         inputs = self.processor(images=items, return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self.device, self.dtype)
+        pixels = self.to_model({"pixel_values": inputs["pixel_values"]})["pixel_values"]
         return as_tensor(self.model.get_image_features(pixel_values=pixels))

@@ -24,7 +24,7 @@ class SentenceEncoder(Encoder):
         inputs = self.tokenizer(
             items, return_tensors="pt", padding=True, truncation=True, max_length=256
         )
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        inputs = self.to_model(inputs)
         hidden = self.model(**inputs).last_hidden_state
         mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
