@@ -692,3 +692,18 @@ def test_an_older_write_never_replaces_a_newer_stored_row(tmp_path: Path, lite_d
     assert fs.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 7}]).to_dict()["caption"] == ["newer"]
     one("newest", NOW + timedelta(hours=3))
     assert fs.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 7}]).to_dict()["caption"] == ["newest"]
+
+
+@pytest.mark.milvus_server
+def test_the_uri_and_token_shape_serves_from_the_server(tmp_path: Path, milvus_server_uri: str) -> None:  # noqa: F811
+    """The feature_store.yaml shape of docs/scale.md (``uri:`` plus ``token:``) against the local
+    server: its authorisation is off, so it accepts Milvus' default credential, which pymilvus sends."""
+    fs = make_store(tmp_path, "mm", uri=milvus_server_uri, token="root:Milvus", consistency_level="Strong")
+    fs.apply([item_entity(), docs_view(tmp_path)])
+    try:
+        assert mm_store(fs)._endpoint(fs.config).token == "root:Milvus"
+        write_docs(fs)
+        got = fs.get_online_features(features=["docs:caption"], entity_rows=[{"item_id": 40}]).to_dict()
+        assert got["caption"] == ["item-40"]
+    finally:
+        fs.teardown()
