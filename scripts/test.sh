@@ -18,8 +18,8 @@ DATA_DIR="${MM_FEAST_MILVUS_DATA:-$(mktemp -d /tmp/mm-feast-milvus.XXXXXX)}"
 PG_DIR=$(mktemp -d /tmp/mm-feast-pg.XXXXXX)
 stop_servers() {
   bash infra/milvus_server.sh stop "$DATA_DIR" || true
-  bash infra/postgres.sh stop "$PG_DIR" || true
-  rm -rf "$PG_DIR"
+  # its data goes only once it has stopped: never delete a running server's files
+  bash infra/postgres.sh stop "$PG_DIR" && rm -rf "$PG_DIR"
 }
 trap stop_servers EXIT
 bash infra/milvus_server.sh start "$DATA_DIR"

@@ -1,5 +1,5 @@
 """A real PostgreSQL for the tests: the cluster scripts/test.sh starts (``MM_FEAST_POSTGRES_URL``),
-or one started here with infra/postgres.sh when Debian's PostgreSQL is installed. Each test gets a
+or one started here with infra/postgres.sh (on a free port) when Debian's PostgreSQL is installed. Each test gets a
 database of its own, dropped afterwards, so tests never see each other's tables."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -31,14 +32,22 @@ def postgres_admin_url() -> Iterator[str]:
         pytest.skip(f"no PostgreSQL: set {ENV_URL} or install Debian's postgresql (scripts/test.sh does)")
     # not under pytest's tmp dir: that is private to root, and the cluster belongs to `postgres`
     data = Path(tempfile.mkdtemp(prefix="mm-feast-pg-"))
-    env = {**os.environ, "PG_PORT": os.environ.get("PG_PORT", "55433")}
-    subprocess.run(["bash", str(SCRIPT), "start", str(data)], check=True, env=env, timeout=120)
+    env = {**os.environ, "PG_PORT": str(_free_port())}
     try:
+        subprocess.run(["bash", str(SCRIPT), "start", str(data)], check=True, env=env, timeout=120)
         yield subprocess.run(["bash", str(SCRIPT), "url", str(data)], check=True, env=env, capture_output=True,
                              text=True, timeout=30).stdout.strip()
     finally:
-        subprocess.run(["bash", str(SCRIPT), "stop", str(data)], env=env, timeout=120)
-        shutil.rmtree(data, ignore_errors=True)
+        stopped = subprocess.run(["bash", str(SCRIPT), "stop", str(data)], env=env, timeout=120).returncode == 0
+        if stopped:  # never delete a running server's files
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on now (a cluster left by a killed run keeps its own)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -88,13 +88,17 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_halved_and_the_size_is_kept(monk
     monkeypatch.setattr(encoder, "_forward", fits_two)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     monkeypatch.setattr(encoder, "max_batch", None)
-    texts = [f"a red circle {i}" for i in range(7)]
+    texts = [f"a {c} {shape}" for c, shape in zip(["red", "blue", "green", "red", "blue", "green", "red", "blue"],
+                                                   ["circle", "square", "triangle", "square", "triangle", "circle", "triangle", "circle"])]
     rows = encoder.encode("text", texts, batch_size=8)
-    assert sizes == [7, 4, 2, 2, 2, 1]  # 8 -> 4 -> 2 fits; later batches start at 2
+    assert sizes == [8, 4, 2, 2, 2, 2]  # 8 -> 4 -> 2 fits; later batches start at 2
     assert encoder.max_batch == 2
-    assert rows.shape == (7, 512)
+    assert rows.shape == (8, 512)
     monkeypatch.setattr(encoder, "_forward", real)
-    assert np.allclose(rows, encoder.encode("text", texts, batch_size=8), atol=1e-5)
+    assert np.allclose(rows, encoder.encode("text", texts, batch_size=8), atol=1e-5)  # same rows, same order
+    assert np.allclose(rows[1], encoder.encode("text", [texts[1]])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        encoder.encode("text", texts, batch_size=0)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine (CI has none)")

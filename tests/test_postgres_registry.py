@@ -73,16 +73,19 @@ def test_two_materialize_processes_on_one_postgres_registry_lose_and_double_no_l
     project = f"pg_{uuid.uuid4().hex[:8]}"
     _write_repo(repo, project, postgres_url, milvus_server_uri)
     assert lineage_target(repo).url == postgres_url  # lineage lives in the registry's database
-    feast(repo, "apply")
+    runs: dict[str, subprocess.Popen] = {}
     try:
+        feast(repo, "apply")
         close_connections()
         window = ["2020-01-01T00:00:00", "2030-01-01T00:00:00"]
-        runs = {view: subprocess.Popen([str(FEAST), "materialize", *window, "--views", view], cwd=repo,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for view in TEXTS}
+        for view in TEXTS:  # output to files: a full pipe would stall a process mid-run
+            with open(tmp_path / f"{view}.log", "w") as log:
+                runs[view] = subprocess.Popen([str(FEAST), "materialize", *window, "--views", view], cwd=repo,
+                                              stdout=log, stderr=subprocess.STDOUT)
         for view, process in runs.items():
-            out, err = process.communicate(timeout=900)
-            assert process.returncode == 0, f"materialize --views {view} failed:\n{out}\n{err[-4000:]}"
+            process.wait(timeout=900)
+            output = (tmp_path / f"{view}.log").read_text()
+            assert process.returncode == 0, f"materialize --views {view} failed:\n{output[-4000:]}"
         for view, texts in TEXTS.items():
             assert_stores_match_disk(repo, view, texts)
         engine = create_engine(postgres_url)
@@ -100,5 +103,9 @@ def test_two_materialize_processes_on_one_postgres_registry_lose_and_double_no_l
         segments = [r for r in LineageDB.for_repo(repo).by_view("dir_blocks") if r.deleted_at is None]
         assert len(segments) == 3
     finally:
+        for process in runs.values():  # a failed assert must not leave the other one running
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=60)
         feast(repo, "teardown", check=False)
         close_connections()

@@ -216,23 +216,28 @@ class Encoder(ABC):
             )
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         chunks = []
         size = min(batch_size, self.max_batch) if self.max_batch else batch_size
         start = 0
         with torch.inference_mode():
             while start < len(batch):
                 self.calls += 1
+                chunk = list(batch[start : start + size])
+                out = None
                 try:
-                    out = self._forward(modality, list(batch[start : start + size]))
+                    out = self._forward(modality, chunk)
                 except torch.cuda.OutOfMemoryError:
-                    if size == 1:
+                    if len(chunk) == 1:
                         raise
-                    size = self.max_batch = max(1, size // 2)
+                if out is None:  # out of memory: the traceback is gone, so the cache can be freed
+                    size = self.max_batch = max(1, len(chunk) // 2)
                     torch.cuda.empty_cache()
                     logger.warning("%s: out of GPU memory, batches of %d from now on", self.model_id, size)
                     continue
                 chunks.append(out.float().cpu().numpy())
-                start += size
+                start += len(chunk)
         return l2_normalize(np.concatenate(chunks, axis=0))
 
     def to_model(self, inputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -89,8 +89,9 @@ def create_app(store: FeatureStore, token: Optional[str] = None, search: Optiona
         return app.openapi()
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="mm-feast API")
+    def docs(request: Request) -> HTMLResponse:
+        prefix = request.scope.get("root_path", "")  # behind a proxy's path prefix
+        return get_swagger_ui_html(openapi_url=f"{prefix}/openapi.json", title="mm-feast API")
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -40,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from mm_feast.core.records import EncoderInfo, ErasureRecord, LineageRecord, ParentRef, SafetyRecord
 
@@ -380,12 +381,18 @@ _CREATE_LOCK_KEY = 0x6D6D_FEA5
 def _create_tables(engine: Engine) -> None:
     """Create the tables once, even when processes start at once on an empty database.
 
-    ``create_all`` checks, then creates: two ``feast materialize`` processes on a fresh PostgreSQL
-    both see no table and the second CREATE fails. A transaction-scoped advisory lock serialises
-    them; SQLite already serialises writers on its file lock.
+    ``create_all`` checks, then creates: two ``feast materialize`` processes on a fresh database
+    both see no table and the second CREATE fails. On PostgreSQL a transaction-scoped advisory
+    lock serialises them. SQLite has no such lock: there the loser's "already exists" is caught
+    and the check runs again, which then finds every table.
     """
     if engine.dialect.name != "postgresql":
-        metadata.create_all(engine)
+        try:
+            metadata.create_all(engine)
+        except OperationalError as exc:
+            if "already exists" not in str(exc):
+                raise
+            metadata.create_all(engine)
         return
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK_KEY})
