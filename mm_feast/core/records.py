@@ -234,6 +234,7 @@ class RunSummary:
     changed: int = 0  # items whose content changed: their old segments were replaced
     flagged: int = 0  # ingested items a content filter flagged (stored with safety = "flag")
     encoder_calls: int = 0
+    resumed: int = 0  # items a killed earlier run had finished, taken from its spool (in ingested/quarantined)
     seconds: float = 0.0
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)  # per gate: rows, blocked/warned expectations

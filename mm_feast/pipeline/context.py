@@ -33,6 +33,7 @@ class RunContext:
     end_time: Optional[datetime] = None
     show_progress: bool = True
     batch_size: int = 32
+    runner: Optional[Any] = None  # runs the stage lists: a LocalRunner when None, or a RayRunner
     files: ReadCache = field(default_factory=ReadCache)
     _memo: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)

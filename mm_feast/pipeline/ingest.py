@@ -28,7 +28,8 @@ from mm_feast.pipeline.rows import item_row
 from mm_feast.pipeline.runner import LocalRunner
 from mm_feast.pipeline.segments import segment_group, segmentation_for  # noqa: F401  (re-exported)
 from mm_feast.pipeline.stage import SourceRun, Work
-from mm_feast.pipeline.stage_list import segment_stages
+from mm_feast.pipeline.stage_list import segment_stages, split_at_checkpoint
+from mm_feast.pipeline.checkpoint import Spool
 from mm_feast.core.records import QuarantineRecord, RunSummary  # noqa: F401  (re-exported: old import path)
 from mm_feast.stores.offline import read_parquet, record_run, store_rows  # noqa: F401
 from mm_feast.quality.gate import IngestGate
@@ -162,10 +163,21 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
             summary.quarantined += 1
         else:
             todo.append(row)
-    # the stage list: media gate -> segment -> encode -> embedding gate (mm_feast.pipeline.stage_list)
-    progress = tqdm(total=len(todo), desc=f"embed {source.name}", unit="item", disable=not context.show_progress)
-    run = SourceRun(source, encoder, gate, context, datetime.now(timezone.utc), progress)
-    done_works, refused = LocalRunner(chunk_items=context.batch_size).run(segment_stages(), [Work(r) for r in todo], run)
+    # what a killed earlier run of this source finished is taken from its spool, not redone
+    spool = Spool(sink, encoder.version)
+    resumed, resumed_refused, todo = spool.resume(todo)
+    # the stage list: media gate -> content filter -> segment -> encode (spooled per chunk) ->
+    # embedding gate, which sees the resumed and the new items together (mm_feast.pipeline.stage_list)
+    finished = len(resumed) + len(resumed_refused)
+    progress = tqdm(total=len(todo) + finished, initial=finished, desc=f"embed {source.name}", unit="item",
+                    disable=not context.show_progress)
+    run = SourceRun(source, encoder, gate, context, datetime.now(timezone.utc), progress, on_chunk=spool.add)
+    runner = context.runner or LocalRunner(chunk_items=context.batch_size)
+    to_checkpoint, after_checkpoint = split_at_checkpoint(segment_stages())
+    encoded, refused = runner.run(to_checkpoint, [Work(r) for r in todo], run)
+    run.on_chunk = None
+    done_works, refused_later = runner.run(after_checkpoint, resumed + encoded, run)
+    refused = resumed_refused + refused + refused_later
     progress.close()
     for q in refused:
         _quarantine(summary, q.work.row, q.stage, q.reason, **q.details)
@@ -180,9 +192,11 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     summary.validation = gate.finish()
     summary.warnings += gate.warning_lines()
     record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
-    summary.encoder_calls = encoder.calls - calls_before
+    summary.encoder_calls = encoder.calls - calls_before + run.remote_encoder_calls
+    summary.resumed = finished
     summary.seconds = time.perf_counter() - started
     record_run(repo_path, summary)
+    spool.clear()  # its items are in the offline store now
     if not summary.balanced:  # a bug, never a data problem: fail loudly
         raise RuntimeError(f"ingest counts do not add up: {summary.line()}")
     logger.info(summary.line())

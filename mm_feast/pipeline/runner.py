@@ -2,7 +2,8 @@
 
 "batch" stages see all items at once; each run of consecutive "chunk" stages streams chunks of
 items, and its leading ``prefetch`` stages (decoding) work on the next chunk in a worker thread
-while the later ones (the model) work on this one. A Ray runner can take the same stage list.
+while the later ones (the model) work on this one. ``mm_feast.pipeline.ray_runner`` runs the same
+stage list on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -36,13 +37,9 @@ def core_free_for_decoding(encoder: Any) -> bool:
     return (os.cpu_count() or 1) > threads
 
 
-class LocalRunner:
-    """``prefetch``: run the decode stages one chunk ahead in a thread; None decides per encoder
-    (:func:`core_free_for_decoding`)."""
-
-    def __init__(self, chunk_items: int = 32, prefetch: Optional[bool] = None):
-        self.chunk_items = max(1, int(chunk_items))
-        self.prefetch = prefetch
+class StageRunner:
+    """Runs a stage list: each "batch" stage here on every item, each run of consecutive "chunk"
+    stages through :meth:`stream`, which is what runners differ in."""
 
     def run(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
         quarantined: list[Quarantined] = []
@@ -55,12 +52,28 @@ class LocalRunner:
                 j = i
                 while j < len(stages) and stages[j].scope == "chunk":
                     j += 1
-                works, refused = self._stream(stages[i:j], works, run)
+                works, refused = self.stream(stages[i:j], works, run)
                 i = j
             quarantined += refused
         return works, quarantined
 
-    def _stream(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
+    def stream(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
+        """Run chunk stages over ``works`` chunk by chunk, calling ``run.chunk_done`` per chunk."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the runner holds (workers, a cluster it started)."""
+
+
+class LocalRunner(StageRunner):
+    """``prefetch``: run the decode stages one chunk ahead in a thread; None decides per encoder
+    (:func:`core_free_for_decoding`)."""
+
+    def __init__(self, chunk_items: int = 32, prefetch: Optional[bool] = None):
+        self.chunk_items = max(1, int(chunk_items))
+        self.prefetch = prefetch
+
+    def stream(self, stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
         split = 0
         prefetch = self.prefetch if self.prefetch is not None else core_free_for_decoding(run.encoder)
         while prefetch and split < len(stages) and stages[split].prefetch:
@@ -74,6 +87,7 @@ class LocalRunner:
         if not head:  # no prefetch: every stage in this thread, chunk after chunk
             for chunk in chunks:
                 done, refused = run_chain(stages, chunk, run)
+                run.chunk_done(done, refused)
                 kept += done
                 quarantined += refused
             return kept, quarantined
@@ -84,6 +98,7 @@ class LocalRunner:
                 if index + 1 < len(chunks):
                     pending = pool.submit(run_chain, head, chunks[index + 1], run)
                 done, refused_later = run_chain(tail, ready, run)
+                run.chunk_done(done, refused + refused_later)
                 kept += done
                 quarantined += refused + refused_later
         return kept, quarantined

@@ -24,3 +24,11 @@ def segment_stages() -> list[Stage]:
         Encode(),
         EmbeddingGate(),
     ]
+
+
+def split_at_checkpoint(stages: list[Stage]) -> tuple[list[Stage], list[Stage]]:
+    """The stages up to and including the checkpoint stage, and the ones after it (all of them
+    first when none is marked)."""
+    marks = [i for i, stage in enumerate(stages) if stage.checkpoint]
+    cut = marks[-1] + 1 if marks else len(stages)
+    return stages[:cut], stages[cut:]

@@ -37,6 +37,7 @@ from mm_feast.encoders import get_encoder
 from mm_feast.pipeline.ingest import RunSummary, ensure_embeddings, scan_media, segment_group, source_rows
 from mm_feast.stores.lineage import LineageDB
 from mm_feast.pipeline.context import RunContext
+from mm_feast.pipeline.runner import StageRunner
 from mm_feast.plugin.compat import entity_key_hex, online_rows
 from mm_feast.sources import CREATED_FIELD, TIMESTAMP_FIELD, EmbeddingSource, MediaSource
 from mm_feast.stores.versions import pinned_model_version
@@ -105,7 +106,21 @@ class MmLocalComputeEngine(LocalComputeEngine):
         config = self.repo_config
         repo_path = Path(config.repo_path) if config.repo_path else Path.cwd()
         end = max(t.end_time for t in tasks)
-        context = RunContext(repo_path, end_time=end, show_progress=self.show_progress, batch_size=self.batch_size)
+        runner = self.stage_runner()
+        context = RunContext(repo_path, end_time=end, show_progress=self.show_progress, batch_size=self.batch_size,
+                             runner=runner)
+        try:
+            return self._run_views(registry, tasks, context)
+        finally:
+            if runner is not None:
+                runner.close()
+
+    def stage_runner(self) -> Optional[StageRunner]:
+        """What runs the stage lists: None for the local runner (a subclass returns a Ray one)."""
+        return None
+
+    def _run_views(self, registry: BaseRegistry, tasks: Sequence[MaterializationTask], context: RunContext) -> dict[int, LocalMaterializationJob]:
+        repo_path = context.repo_path or Path.cwd()
         _count_segment_consumers(context, [t.feature_view for t in tasks])
         jobs: dict[int, LocalMaterializationJob] = {}
         served: list[Served] = []

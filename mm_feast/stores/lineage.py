@@ -383,16 +383,20 @@ def _create_tables(engine: Engine) -> None:
 
     ``create_all`` checks, then creates: two ``feast materialize`` processes on a fresh database
     both see no table and the second CREATE fails. On PostgreSQL a transaction-scoped advisory
-    lock serialises them. SQLite has no such lock: there the loser's "already exists" is caught
-    and the check runs again, which then finds every table.
+    lock serialises them. SQLite has no such lock: there a loser's "already exists" is caught
+    and the check runs again. Each such failure means another process created one more table, so
+    one try per table plus one always ends with every table (one retry was not enough: with four
+    processes a loser can lose again on the next table).
     """
     if engine.dialect.name != "postgresql":
-        try:
-            metadata.create_all(engine)
-        except OperationalError as exc:
-            if "already exists" not in str(exc):
-                raise
-            metadata.create_all(engine)
+        for _ in range(len(metadata.tables)):
+            try:
+                metadata.create_all(engine)
+                return
+            except OperationalError as exc:
+                if "already exists" not in str(exc):
+                    raise
+        metadata.create_all(engine)
         return
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK_KEY})

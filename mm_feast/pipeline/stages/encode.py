@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 class Encode(Stage):
     name = "encode"
     scope = "chunk"
+    runs_on = "model"  # a Ray actor that loaded the encoder once
+    checkpoint = True  # the costly part is done: a killed run resumes after it
 
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
         modality, batch_size = run.source.modality, run.context.batch_size

@@ -12,6 +12,7 @@ class Segment(Stage):
     name = "segment"
     scope = "chunk"
     prefetch = True  # decoding the next chunk overlaps encoding this one
+    runs_on = "cpu"  # a pure function of the files: a Ray CPU task
 
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
         kept: list[Work] = []

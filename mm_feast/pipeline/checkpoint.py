@@ -1,0 +1,124 @@
+"""Resumable runs: the items a run has finished are spooled to disk chunk by chunk, so a run
+killed halfway (SIGKILL, a lost node, a power cut) and restarted redoes none of them.
+
+An item is finished once it is past the checkpoint stage (encode): its rows, its content-filter
+verdict and its notes are in the spool, or its quarantine record is. The spool lives beside the
+source's parquet, one folder per model version, one file per chunk, each written whole (a temp
+file renamed into place), so a kill mid-write leaves no half file. A restarted run takes from the
+spool the items whose content (item id and sha256) is unchanged and runs the rest; the stages
+after the checkpoint (the embedding gate, which validates the whole batch) then see the resumed
+and the new items together, exactly as an unbroken run would. The spool goes when the run's
+rows are in the offline store.
+
+The files are pickles: they are written and read only by mm-feast, inside the repo, which anyone
+able to write them could already change the Python of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import shutil
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from mm_feast.core import faults
+from mm_feast.pipeline.stage import Quarantined, Work
+from mm_feast.sources import ManifestRow
+
+logger = logging.getLogger(__name__)
+
+SPOOL_DIR = ".spool"
+_FORMAT = 1  # bump when Work or Quarantined change shape: older spools are then ignored
+
+
+def spool_root(sink: Path) -> Path:
+    """Every spool of the sources whose parquet sits in ``sink``'s folder."""
+    return Path(sink).parent / SPOOL_DIR
+
+
+def spooled_items(sink: Path) -> set[tuple[str, str]]:
+    """(item_id, sha256) of every item a run in progress (or a killed one) has spooled for the
+    source whose parquet is ``sink``, whatever the model version."""
+    items: set[tuple[str, str]] = set()
+    for path in sorted((spool_root(sink) / Path(sink).stem).glob("*/*.pkl")):
+        with open(path, "rb") as data:
+            payload = pickle.load(data)
+        items |= {(w.row.item_id, w.row.sha256) for w in payload["kept"]}
+        items |= {(q.work.row.item_id, q.work.row.sha256) for q in payload["quarantined"]}
+    return items
+
+
+class Spool:
+    """The finished items of one source's run in progress, for one model version."""
+
+    def __init__(self, sink: Path, model_version: str):
+        self.source_dir = spool_root(sink) / Path(sink).stem
+        self.folder = self.source_dir / hashlib.sha256(model_version.encode()).hexdigest()[:16]
+        self.model_version = model_version
+
+    def add(self, kept: Sequence[Work], quarantined: Sequence[Quarantined]) -> None:
+        """Spool one chunk's finished items (decoded data stripped: only rows are kept)."""
+        if not kept and not quarantined:
+            return
+        payload = {
+            "format": _FORMAT,
+            "model_version": self.model_version,
+            "kept": [replace(w, segments=[]) for w in kept],
+            "quarantined": [replace(q, work=replace(q.work, segments=[])) for q in quarantined],
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.pkl"
+        tmp = self.folder / f".{name}.tmp"
+        with open(tmp, "wb") as out:
+            pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(self.folder / name)
+        faults.chunk_spooled(len(kept) + len(quarantined))
+
+    def resume(self, rows: Sequence[ManifestRow]) -> tuple[list[Work], list[Quarantined], list[ManifestRow]]:
+        """Split ``rows`` into what the spool already finished (kept, quarantined) and the rest.
+
+        Only items whose content is unchanged are taken; each comes back with its current manifest
+        row. A spool file that cannot be read is skipped with a warning: its items are redone."""
+        kept: dict[tuple[str, str], Work] = {}
+        quarantined: dict[tuple[str, str], Quarantined] = {}
+        for path in sorted(self.folder.glob("*.pkl")) if self.folder.is_dir() else []:
+            try:
+                with open(path, "rb") as data:
+                    payload = pickle.load(data)
+                if payload.get("format") != _FORMAT or payload.get("model_version") != self.model_version:
+                    raise ValueError(f"spool format {payload.get('format')} for {payload.get('model_version')}")
+            except Exception as exc:
+                logger.warning("ignoring spool file %s (%s): its items are redone", path, exc)
+                continue
+            for work in payload["kept"]:
+                kept[(work.row.item_id, work.row.sha256)] = work
+            for q in payload["quarantined"]:
+                quarantined[(q.work.row.item_id, q.work.row.sha256)] = q
+        done_kept: list[Work] = []
+        done_quarantined: list[Quarantined] = []
+        rest: list[ManifestRow] = []
+        for row in rows:
+            key = (row.item_id, row.sha256)
+            if key in kept:
+                done_kept.append(replace(kept[key], row=row))
+            elif key in quarantined:
+                q = quarantined[key]
+                done_quarantined.append(replace(q, work=replace(q.work, row=row)))
+            else:
+                rest.append(row)
+        if done_kept or done_quarantined:
+            logger.info("resuming %s: %d finished items from the spool, %d to do", self.source_dir.name,
+                        len(done_kept) + len(done_quarantined), len(rest))
+        return done_kept, done_quarantined, rest
+
+    def clear(self) -> None:
+        """Drop the source's spool (every model version): its items are in the offline store now."""
+        shutil.rmtree(self.source_dir, ignore_errors=True)
