@@ -19,6 +19,9 @@ import pandas as pd
 import pytest
 
 from mm_feast.lineage import LineageDB
+from mm_feast.pipeline.checkpoint import Spool, spooled_items
+from mm_feast.pipeline.stage import Work
+from mm_feast.sources import ManifestRow
 from mm_feast.plugin.milvus.store import close_connections
 
 from feast_repo import assert_stores_match_disk, feast, offline, write_feature_store_yaml
@@ -125,6 +128,13 @@ def test_erasing_a_file_erases_every_copy_of_its_content_and_redacts_its_metadat
     sha, uris = copies.sha256.iloc[0], set(copies.uri)
     assert LineageDB.for_repo(repo).safety_for([sha])[sha].verdict == "allow"  # checked before embedding
 
+    # an interrupted run's spool holding the content (and an unrelated item that stays)
+    sink = repo / "data" / "embeddings" / "dir_blocks_source.parquet"
+    held = rows[rows.sha256 == sha].iloc[0]
+    other = rows[rows.sha256 != sha].iloc[0]
+    for item, item_sha in [(held.item_id, sha), (other.item_id, other.sha256)]:
+        Spool(sink, "interrupted").add([Work(ManifestRow(item, "/x", "text", datetime.now(timezone.utc), sha256=item_sha))], [])
+
     close_connections()
     cli = Path(sys.executable).with_name("mm-feast")
     result = subprocess.run([str(cli), "impacted", str(speech.resolve()), "--delete", "--reason", "gdpr", "--repo", str(repo)],
@@ -140,6 +150,7 @@ def test_erasing_a_file_erases_every_copy_of_its_content_and_redacts_its_metadat
     [audit] = LineageDB.for_repo(repo).erasures()
     assert audit.sha256s == [sha] and audit.reason == "gdpr" and audit.offline_rows == 2
     assert LineageDB.for_repo(repo).safety_for([sha]) == {}, "the filters' verdict quotes the content: it goes too"
+    assert spooled_items(sink) == {(other.item_id, other.sha256)}, "an interrupted run's spool of the content goes too"
 
     feast(repo, "materialize-incremental", now_arg())  # the files are still on disk: nothing comes back
     assert_stores_match_disk(repo, "dir_blocks", {"a": ["Alpha rewritten."], "speech.md": ["A speech in *markdown*, edited."]})

@@ -54,6 +54,24 @@ def spooled_items(sink: Path) -> set[tuple[str, str]]:
     return items
 
 
+def drop_spooled(sink: Path, sha256s: Sequence[str]) -> int:
+    """Delete every spool file in ``sink``'s folder holding any of these contents (an erasure:
+    the spool holds their vectors and text); returns how many files went."""
+    doomed = set(sha256s)
+    dropped = 0
+    for path in sorted(spool_root(sink).glob("*/*/*.pkl")):
+        try:
+            with open(path, "rb") as data:
+                payload = pickle.load(data)
+            shas = {w.row.sha256 for w in payload["kept"]} | {q.work.row.sha256 for q in payload["quarantined"]}
+        except Exception:  # unreadable: it could hold anything, and a spool is only a cache
+            shas = doomed
+        if shas & doomed:
+            path.unlink(missing_ok=True)
+            dropped += 1
+    return dropped
+
+
 class Spool:
     """The finished items of one source's run in progress, for one model version."""
 

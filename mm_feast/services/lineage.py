@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mm_feast import media
+from mm_feast.pipeline.checkpoint import drop_spooled
 from mm_feast.media import Locator, SegmentationConfig
 from mm_feast.plugin.compat import online_store_of
 from mm_feast.stores.lineage import LineageDB
@@ -380,6 +381,11 @@ def erase(store: Any, impact: Impact, reason: str) -> ErasureRecord:
             raise InvalidArgument(f"no feature view reads source '{source}' in this repo: cannot erase its rows")
         offline_rows += _delete_offline(view, repo_path, records)
         online_rows += _delete_online(store, view, records)
+    # an interrupted run's spool may hold the content's vectors and text too
+    spooled = sum(drop_spooled(v.batch_source.resolved_path(repo_path), impact.sha256s)
+                  for v in views.values() if hasattr(v.batch_source, "resolved_path"))
+    if spooled:
+        logger.info("erasure: dropped %d spool files of an interrupted run", spooled)
     erasure = ErasureRecord(
         erasure_id=f"erase-{uuid.uuid4().hex[:12]}",
         project=db.project,
