@@ -235,6 +235,7 @@ class RunSummary:
     flagged: int = 0  # ingested items a content filter flagged (stored with safety = "flag")
     encoder_calls: int = 0
     resumed: int = 0  # items a killed earlier run had finished, taken from its spool (in ingested/quarantined)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # per stage, summed over workers
     seconds: float = 0.0
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)  # per gate: rows, blocked/warned expectations

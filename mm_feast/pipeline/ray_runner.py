@@ -99,14 +99,16 @@ class RemoteRun:
         return SourceRun(self.source, encoder, gate=None, context=context, now=self.now)
 
 
-Carried = tuple[list[Work], list[Quarantined], int]  # kept, quarantined so far, encoder calls
+Carried = tuple[list[Work], list[Quarantined], int, dict[str, float]]  # kept, quarantined so far, encoder calls, stage seconds
 
 
 def run_remote_stages(stages: Sequence[Stage], carried: Carried, spec: RemoteRun, encoder: Any) -> Carried:
-    works, quarantined, calls = carried
+    works, quarantined, calls, seconds = carried
     before = getattr(encoder, "calls", 0)
-    kept, refused = run_chain(stages, works, spec.source_run(encoder))
-    return kept, quarantined + refused, calls + getattr(encoder, "calls", 0) - before
+    run = spec.source_run(encoder)
+    run.add_seconds(seconds)
+    kept, refused = run_chain(stages, works, run)
+    return kept, quarantined + refused, calls + getattr(encoder, "calls", 0) - before, run.stage_seconds
 
 
 def decode_chunk(stages: Sequence[Stage], carried: Carried, spec: RemoteRun, facts: DecodeFacts) -> Carried:
@@ -219,20 +221,21 @@ class RayRunner(StageRunner):
         def collect() -> None:
             nonlocal calls
             size, carried = pending.popleft()
-            done, refused, chunk_calls = self._get(ray, carried)
+            done, refused, chunk_calls, seconds = self._get(ray, carried)
             calls += chunk_calls
+            run.add_seconds(seconds)
             run.chunk_done(done, refused)
             run.advance(size)
             kept.extend(done)
             quarantined.extend(refused)
 
         for index, chunk in enumerate(chunks):
-            carried: Any = (chunk, [], 0)
+            carried: Any = (chunk, [], 0, {})
             for placement, group in groups:
-                if placement == "driver":  # with the run's own context and gate
-                    done, refused, chunk_calls = self._get(ray, carried)
+                if placement == "driver":  # with the run's own context and gate (its seconds count there)
+                    done, refused, chunk_calls, seconds = self._get(ray, carried)
                     done, refused_here = run_chain(group, done, run)
-                    carried = (done, refused + refused_here, chunk_calls)
+                    carried = (done, refused + refused_here, chunk_calls, seconds)
                 elif placement == "cpu":
                     carried = decode.remote(group, carried, spec, facts)
                 else:

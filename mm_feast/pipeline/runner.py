@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional, Sequence
 
@@ -19,7 +20,9 @@ from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, Work
 def run_chain(stages: Sequence[Stage], works: list[Work], run: SourceRun) -> tuple[list[Work], list[Quarantined]]:
     quarantined: list[Quarantined] = []
     for stage in stages:
+        started = time.perf_counter()
         out = stage.run(works, run)
+        run.add_seconds({stage.name: time.perf_counter() - started})
         works = out.kept
         quarantined += out.quarantined
     return works, quarantined

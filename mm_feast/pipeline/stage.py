@@ -62,6 +62,11 @@ class SourceRun:
     progress: Optional[Any] = None  # a tqdm bar that advances as items are encoded or refused
     on_chunk: Optional[Callable[[list["Work"], list["Quarantined"]], None]] = None  # each streamed chunk's result
     remote_encoder_calls: int = 0  # encoder calls made by workers elsewhere (a Ray runner's actors)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # where the time went, per stage (all workers)
+
+    def add_seconds(self, seconds: dict[str, float]) -> None:
+        for name, value in seconds.items():
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + value
 
     def advance(self, n: int = 1) -> None:
         if self.progress is not None:
