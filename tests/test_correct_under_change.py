@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mm_feast.stores.quarantine import load_records
 from mm_feast.lineage import LineageDB
 from mm_feast.pipeline.checkpoint import Spool, spooled_items
 from mm_feast.pipeline.stage import Work
@@ -154,6 +155,6 @@ def test_erasing_a_file_erases_every_copy_of_its_content_and_redacts_its_metadat
 
     feast(repo, "materialize-incremental", now_arg())  # the files are still on disk: nothing comes back
     assert_stores_match_disk(repo, "dir_blocks", {"a": ["Alpha rewritten."], "speech.md": ["A speech in *markdown*, edited."]})
-    quarantine = pd.read_parquet(repo / "data" / "quarantine" / "dir_blocks_source.parquet")
+    quarantine = load_records(repo, "dir_blocks_source")
     erased = quarantine[quarantine.stage == "erased"]
     assert set(erased.item_id) == {"speech.txt", "copy"} and not uris & set(quarantine.uri)

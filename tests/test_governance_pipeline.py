@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
+from mm_feast.stores.quarantine import load_records
 from mm_feast.plugin.milvus.store import close_connections
 from mm_feast.synthetic_safety import CASES
 
@@ -49,7 +50,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_blocked_files_are_quarantined_with_the_filter_reason_and_never_stored(repo) -> None:
     root, output = repo
-    quarantine = pd.concat([pd.read_parquet(p) for p in (root / "data" / "quarantine").glob("*.parquet")])
+    quarantine = load_records(root)
     blocked = quarantine[quarantine.stage == "content_filter"]
     assert sorted(Path(u).name for u in blocked.uri) == ["carrier_19k.wav", "claim_zero_width.txt"]
     claim = blocked[blocked.uri.str.endswith("claim_zero_width.txt")].iloc[0]
@@ -126,7 +127,7 @@ def test_each_verdict_is_in_the_lineage_of_what_was_embedded_and_of_what_was_blo
                            capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and "safety=flag: mixed_script at chars" in shown.stdout, shown.stdout + shown.stderr
     # the blocked file has no embedding, but its verdict is stored under its content hash
-    quarantine = pd.concat([pd.read_parquet(p) for p in (root / "data" / "quarantine").glob("*.parquet")])
+    quarantine = load_records(root)
     claim = quarantine[quarantine.uri.str.endswith("claim_zero_width.txt")].iloc[0]
     stored = LineageDB.for_repo(root).safety_for([claim.sha256])[claim.sha256]
     assert stored.verdict == "block" and stored.modality == "text" and any("injection_pattern" in r for r in stored.reasons)
@@ -162,7 +163,7 @@ def test_erasing_a_blocked_file_removes_its_stored_verdict_and_every_copy(repo) 
     root, _ = repo
     claim = root / "inbox" / "claim_zero_width.txt"
     db = LineageDB.for_repo(root)
-    sha = pd.concat([pd.read_parquet(p) for p in (root / "data" / "quarantine").glob("*.parquet")]).query(
+    sha = load_records(root).query(
         "uri.str.endswith('claim_zero_width.txt')", engine="python").sha256.iloc[0]
     assert sha in db.safety_for([sha])
     erased = subprocess.run([str(Path(sys.executable).with_name("mm-feast")), "impacted", str(claim), "--delete",

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mm_feast.stores.quarantine import load_records
 from mm_feast.encoders import get_encoder
 from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.sources import EmbeddingSource, MediaSource
@@ -43,7 +44,7 @@ def test_bad_text_is_quarantined_with_file_and_reason_and_counts_add_up(text_rep
     reasons = {Path(q.uri).name: q.reason for q in summary.quarantine}
     assert "UTF-8" in reasons["latin1.txt"]
     assert "empty" in reasons["empty.txt"].lower()
-    stored = pd.read_parquet(text_repo / "data" / "quarantine" / "blocks.parquet")
+    stored = load_records(text_repo, "blocks")
     assert sorted(Path(u).name for u in stored["uri"]) == ["empty.txt", "latin1.txt"]
 
 

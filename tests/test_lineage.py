@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mm_feast.stores.quarantine import load_records
 from mm_feast.cli.demo import DemoCorpus, apply_and_materialize, write_demo_media
 from mm_feast.encoders import get_encoder
 from mm_feast.lineage import LineageDB, open_store
@@ -220,7 +221,7 @@ def test_impacted_delete_removes_exactly_the_derived_rows_online_and_offline(dem
     demo.materialize(["image_embeddings", "report_context"])
     assert "img_blue_cross" not in set(demo.rows("image_embeddings").item_id)
     assert demo.online("image_embeddings", ["img_blue_cross#whole"], ["lineage_id"])["lineage_id"] == [None]
-    quarantine = pd.read_parquet(demo.repo / "data" / "quarantine" / "image_embeddings_source.parquet")
+    quarantine = load_records(demo.repo, "image_embeddings_source")
     assert "erased" in set(quarantine[quarantine.item_id == "img_blue_cross"].stage)
 
 

@@ -126,3 +126,63 @@ def test_processes_starting_at_once_on_an_empty_database_all_get_the_tables(line
     assert all(code == 0 and out.strip() == "ok" for out, _, code in results), [err[-1500:] for _, err, _ in results]
     db = LineageDB(LineageTarget(lineage_url, "p"))
     assert db.by_entity_key("nothing") == []
+
+
+def _quarantine_record(item: str, stage: str = "decode", reason: str = "truncated", sha: str = "") -> dict:
+    return {"run_id": "r1", "source": "s_source", "item_id": item, "uri": f"/m/{item}.jpg", "sha256": sha or item * 8,
+            "modality": "image", "stage": stage, "reason": reason, "at": datetime.now(timezone.utc),
+            "expectations": "decodable", "observed": "{}", "locator": f"/m/{item}.jpg", "model_version": "v1"}
+
+
+def test_quarantine_records_and_releases_live_in_the_database(lineage_url: str, tmp_path: Path, monkeypatch):
+    from mm_feast.stores.quarantine import (
+        QuarantineBook, append_records, archive, entries, load_records, load_releases, log_release, redact,
+    )
+
+    monkeypatch.setenv(URL_ENV, lineage_url)
+    repo = _repo(tmp_path, "  registry_type: sql\n  path: sqlite:///data/registry.sqlite", project="q")
+    assert append_records(repo, [_quarantine_record("a"), _quarantine_record("b")]) == 2
+    assert append_records(repo, [_quarantine_record("a"), _quarantine_record("a", reason="another")]) == 1, \
+        "the same file failing the same way again is one record"
+    assert sorted(load_records(repo, "s_source").item_id) == ["a", "a", "b"]
+    assert QuarantineBook(repo, "s_source", "v1").is_held("a", "a" * 8)
+
+    release = {"qid": "x", "source": "s_source", "item_id": "a", "sha256": "a" * 8, "mode": "admit",
+               "expectations": ["decodable"], "note": "fixed", "at": "2026-12-02T00:00:00+00:00"}
+    assert archive(repo, "s_source", "a", "a" * 8, release) == 2
+    log_release(repo, release)
+    assert list(load_records(repo).item_id) == ["b"]
+    assert set(load_records(repo, released=True).release_mode) == {"admit"}
+    assert [(r["item_id"], r["mode"], r["expectations"]) for r in load_releases(repo)] == [("a", "admit", ["decodable"])]
+    assert QuarantineBook(repo, "s_source", "v1").admitted("a", "a" * 8) == {"decodable"}
+    assert {e.status for e in entries(repo, include_closed=True)} == {"open", "admitted"}
+
+    assert redact(repo, ["b" * 8], [], "[erased]") == 1
+    assert list(load_records(repo).uri) == ["[erased]"] and list(load_records(repo).locator) == ["[erased]"]
+    (tmp_path / "other").mkdir()
+    other = _repo(tmp_path / "other", "  registry_type: sql\n  path: sqlite:///data/registry.sqlite", project="elsewhere")
+    assert load_records(other).empty, "records are per project"
+
+
+def test_quarantine_parquet_of_an_older_version_is_imported_once(tmp_path: Path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from mm_feast.stores.quarantine import load_records, load_releases
+
+    monkeypatch.delenv(URL_ENV, raising=False)
+    repo = _repo(tmp_path, "  registry_type: sql\n  path: sqlite:///data/registry.sqlite", project="old")
+    folder = repo / "data" / "quarantine"
+    (folder / "released").mkdir(parents=True)
+    pd.DataFrame([_quarantine_record("a")]).to_parquet(folder / "s_source.parquet")
+    pd.DataFrame([{**_quarantine_record("b"), "release_mode": "retry", "released_at": "t", "release_note": ""}]).to_parquet(
+        folder / "released" / "s_source.parquet")
+    (folder / "releases.jsonl").write_text(json.dumps({"source": "s_source", "item_id": "b", "sha256": "b" * 8, "mode": "retry",
+                                                       "expectations": [], "note": "", "at": "t"}) + "\n")
+
+    assert list(load_records(repo).item_id) == ["a"]
+    assert list(load_records(repo, released=True).item_id) == ["b"]
+    assert [r["item_id"] for r in load_releases(repo)] == ["b"]
+    assert not list(folder.glob("*.parquet")) and not (folder / "releases.jsonl").exists(), "moved to data/quarantine/imported/"
+    assert len(list((folder / "imported").iterdir())) == 3

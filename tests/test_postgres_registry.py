@@ -33,6 +33,7 @@ def _write_repo(repo: Path, project: str, registry_url: str, milvus_uri: str) ->
     (repo / "catalog").mkdir()
     (repo / "docs" / "a.txt").write_text("Alpha one.\n\nAlpha two.\n")
     (repo / "docs" / "b.txt").write_text("Bravo one.\n")
+    (repo / "docs" / "latin1.txt").write_bytes("Caf\u00e9 cr\u00e8me.\n".encode("latin-1"))  # quarantined: not UTF-8
     (repo / "catalog" / "m1.txt").write_text("Manifest one, first paragraph.\n\nManifest one, second paragraph.\n")
     (repo / "catalog" / "m2.txt").write_text("Manifest two.\n")
     (repo / "catalog" / "manifest.csv").write_text(
@@ -94,10 +95,13 @@ def test_two_materialize_processes_on_one_postgres_registry_lose_and_double_no_l
                 doubled = conn.execute(text(
                     "SELECT record_key FROM mm_lineage_records GROUP BY record_key HAVING count(*) > 1")).all()
                 tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+                quarantined = conn.execute(text("SELECT source, uri FROM mm_quarantine WHERE project = :p"), {"p": project}).all()
         finally:
             engine.dispose()
         assert doubled == []
-        assert {"feature_views", "entities", "mm_lineage_records", "mm_lineage_parents"} <= tables
+        assert {"feature_views", "entities", "mm_lineage_records", "mm_lineage_parents", "mm_quarantine"} <= tables
+        assert [(source, Path(uri).name) for source, uri in quarantined] == [("dir_blocks_source", "latin1.txt")], \
+            "the quarantine record is in PostgreSQL, once"
         listed = feast(repo, "feature-views", "list").stdout
         assert "dir_blocks" in listed and "man_blocks" in listed
         segments = [r for r in LineageDB.for_repo(repo).by_view("dir_blocks") if r.deleted_at is None]

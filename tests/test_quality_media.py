@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from mm_feast.stores.quarantine import load_records
 from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.quality.reports import read_reports
@@ -151,7 +152,7 @@ def test_bad_input_is_processed_or_quarantined_with_expectation_observed_value_a
     assert (summary.ingested, summary.quarantined) == (len(files) - len(bad), len(bad))
     records = {q.item_id: q for q in summary.quarantine}
     assert set(records) == set(bad)
-    stored = pd.read_parquet(repo / "data" / "quarantine" / f"{source.name}.parquet")
+    stored = load_records(repo, source.name)
     assert set(stored.item_id) == set(bad)  # the quarantine table, not just the summary
     for name, (stage, expectations, fragment, *observed) in bad.items():
         record = records[name]
@@ -190,14 +191,14 @@ def test_processed_with_warnings_means_correct_locators(corpus):
 def test_a_rerun_holds_quarantined_items_without_decoding_them_again(corpus):
     repo, expected = corpus
     source = _source("image")
-    first = pd.read_parquet(repo / "data" / "quarantine" / f"{source.name}.parquet")
+    first = load_records(repo, source.name)
 
     again = ensure_embeddings(source, repo, show_progress=False)
 
     bad = [n for n, spec in expected["image"].items() if spec[0] not in (OK, "warn")]
     assert again.balanced and again.encoder_calls == 0 and again.validation == {}  # nothing probed or encoded
     assert (again.unchanged, again.quarantined, again.ingested) == (len(expected["image"]) - len(bad), len(bad), 0)
-    assert len(pd.read_parquet(repo / "data" / "quarantine" / f"{source.name}.parquet")) == len(first)
+    assert len(load_records(repo, source.name)) == len(first)
 
 
 def test_reports_store_ge_results_and_data_docs_per_run(corpus):

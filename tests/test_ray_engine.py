@@ -32,6 +32,7 @@ from mm_feast.lineage import LineageDB, open_store
 from mm_feast.pipeline.checkpoint import spooled_items
 from mm_feast.pipeline.ray_runner import LOOPBACK_ENV
 from mm_feast.plugin.milvus.store import close_connections
+from mm_feast.stores.quarantine import load_records
 
 pytestmark = pytest.mark.slow
 
@@ -132,12 +133,9 @@ def online(repo: Path) -> dict[str, dict[str, str]]:
 
 
 def quarantine(repo: Path) -> set[tuple]:
-    out = set()
-    for path in sorted((repo / "data" / "quarantine").glob("*.parquet")):
-        q = pd.read_parquet(path)
-        out |= {(path.stem, item, sha, stage, reason.replace(str(repo), "REPO"))
-                for item, sha, stage, reason in zip(q.item_id, q.sha256, q.stage, q.reason)}
-    return out
+    q = load_records(repo)
+    return {(source, item, sha, stage, reason.replace(str(repo), "REPO"))
+            for source, item, sha, stage, reason in zip(q.source, q.item_id, q.sha256, q.stage, q.reason)}
 
 
 def test_the_ray_engine_writes_what_the_local_engine_writes(tmp_path: Path, ray_address: str, local_repo: Path):

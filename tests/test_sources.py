@@ -9,6 +9,7 @@ import pandas as pd
 from feast.data_source import DataSource
 from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
 
+from mm_feast.stores.quarantine import load_records
 from mm_feast.pipeline.ingest import scan_media
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
 from mm_feast.sources import EmbeddingSource, MediaSource
@@ -55,7 +56,7 @@ def test_directory_scan_hashes_content_and_quarantines_unsupported(tmp_path: Pat
     manifest = pd.read_parquet(tmp_path / media.path).set_index("item_id")
     assert manifest.loc["docs/a", "sha256"] == hashlib.sha256(b"hello").hexdigest()
     assert manifest.loc["docs/a", "modality"] == "text"
-    quarantined = pd.read_parquet(tmp_path / "data" / "quarantine" / "m.parquet")
+    quarantined = load_records(tmp_path, "m")
     assert list(quarantined["stage"]) == ["scan"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
 from mm_feast.services.search import Hit
+from mm_feast.stores.quarantine import load_records
 
 
 def print_hits(title: str, hits: Sequence[Hit], out: TextIO) -> None:
@@ -47,13 +48,8 @@ def print_summaries(repo: Path, out: TextIO, since: Optional[str] = None) -> Non
             f"  {s['source']:<36} seen={s['seen']:<3} ingested={s['ingested']:<3} unchanged={s['unchanged']:<3}"
             f" quarantined={s['quarantined']:<3} segments={s['segments']}\n"
         )
-    qdir = Path(repo) / "data" / "quarantine"
-    if qdir.exists():
-        import pandas as pd
-
-        frames = [pd.read_parquet(p) for p in sorted(qdir.glob("*.parquet"))]
-        if frames:
-            table = pd.concat(frames).drop_duplicates(["uri", "reason"])
-            out.write("Quarantined files:\n")
-            for row in table.itertuples():
-                out.write(f"  {row.uri}: {row.reason}\n")
+    records = load_records(Path(repo))
+    if not records.empty:
+        out.write("Quarantined files:\n")
+        for row in records.drop_duplicates(["uri", "reason"]).itertuples():
+            out.write(f"  {row.uri}: {row.reason}\n")

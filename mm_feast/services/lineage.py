@@ -24,6 +24,7 @@ from mm_feast.pipeline.checkpoint import drop_spooled
 from mm_feast.media import Locator, SegmentationConfig
 from mm_feast.plugin.compat import online_store_of
 from mm_feast.stores.lineage import LineageDB
+from mm_feast.stores.quarantine import redact as redact_quarantine
 from mm_feast.stores.quarantine import write_table
 from mm_feast.core.records import RAW, ErasureRecord, LineageNode, LineageRecord, ParentRef, SafetyRecord
 
@@ -328,7 +329,8 @@ def redact_metadata(repo_path: Path, sha256s: Sequence[str], uris: set[str]) -> 
             secrets |= {str(c) for c in frame.loc[doomed, "caption"] if str(c).strip()} if "caption" in frame else set()
             write_table(manifest, frame[~doomed].reset_index(drop=True))
             changed += 1
-    for table in sorted((data / "quarantine").rglob("*.parquet")):
+    changed += 1 if redact_quarantine(repo_path, sorted(hashes), sorted(u for u in uris if u), REDACTED) else 0
+    for table in sorted((data / "quarantine").rglob("*.parquet")):  # pushed rows' payloads
         frame = pd.read_parquet(table)
         hit = frame["sha256"].isin(hashes) | frame["uri"].isin(uris) if "sha256" in frame else pd.Series(False, index=frame.index)
         if hit.any():

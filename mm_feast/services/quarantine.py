@@ -5,7 +5,6 @@ the expectations that failed; pushed rows are re-validated and written now. See
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,22 +12,9 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from mm_feast.stores.quarantine import RELEASED_DIR, RELEASES, Entry, find, push_payload_path, quarantine_dir, quarantine_id, write_table
+from mm_feast.stores.quarantine import Entry, archive, find, log_release, push_payload_path
 
 logger = logging.getLogger(__name__)
-
-
-def _archive(repo_path: Path, entry: Entry, release: dict[str, Any]) -> None:
-    """Move the entry's records from the open table to the released archive."""
-    table = quarantine_dir(repo_path) / f"{entry.source}.parquet"
-    records = pd.read_parquet(table)
-    ids = [quarantine_id(s, i, h) for s, i, h in zip(records["source"], records["item_id"], records["sha256"])]
-    mine = pd.Series(ids, index=records.index) == entry.qid
-    moved = records[mine].assign(release_mode=release["mode"], released_at=release["at"], release_note=release["note"])
-    archive = quarantine_dir(repo_path) / RELEASED_DIR / f"{entry.source}.parquet"
-    previous = pd.read_parquet(archive) if archive.is_file() else pd.DataFrame()
-    write_table(archive, pd.concat([previous, moved], ignore_index=True) if not previous.empty else moved)
-    write_table(table, records[~mine])
 
 
 def release(repo_path: Path, qids: Sequence[str], admit: bool = False, note: str = "", store: Any = None) -> list[dict[str, Any]]:
@@ -46,10 +32,8 @@ def release(repo_path: Path, qids: Sequence[str], admit: bool = False, note: str
             "mode": "admit" if admit else "retry", "expectations": entry.expectations, "note": note,
             "at": datetime.now(timezone.utc).isoformat(),
         }
-        _archive(repo_path, entry, record)
-        path = quarantine_dir(repo_path) / RELEASES
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        archive(repo_path, entry.source, entry.item_id, entry.sha256, record)
+        log_release(repo_path, record)
         outcome: dict[str, Any] = {"qid": entry.qid, "mode": record["mode"], "item_id": entry.item_id,
                                    "source": entry.source, "next": "retried by the next ingest run"}
         if entry.stage == "push_gate":

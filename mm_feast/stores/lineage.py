@@ -191,6 +191,46 @@ switches_table = Table(
     Column("rows_deleted", Integer, nullable=False),
 )
 
+quarantine_table = Table(
+    "mm_quarantine",  # every quarantine record; a release marks its records released (the archive)
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(255), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("modality", String(32), nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("expectations", Text, nullable=False),
+    Column("observed", Text, nullable=False),
+    Column("locator", Text, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("released", Integer, nullable=False),  # 0 open, 1 released (kept as the archive)
+    Column("release_mode", String(16), nullable=False),
+    Column("released_at", String(64), nullable=False),
+    Column("release_note", Text, nullable=False),
+    Index("ix_mm_quarantine_lookup", "project", "source", "released"),
+)
+
+quarantine_releases_table = Table(
+    "mm_quarantine_releases",  # the log of `mm-feast quarantine release`
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(255), nullable=False),
+    Column("qid", String(32), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("expectations_json", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("at", String(64), nullable=False),
+)
+
 
 # --- where the database is -------------------------------------------------------------------
 

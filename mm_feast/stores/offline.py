@@ -15,6 +15,7 @@ import pandas as pd
 from mm_feast.core.records import RunSummary
 from mm_feast.core.schema import ALL_COLUMNS, absent
 from mm_feast.sources import resolve_path
+from mm_feast.stores.quarantine import append_records
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -58,15 +59,7 @@ def store_rows(path: Path, kept: pd.DataFrame, new_rows: pd.DataFrame, pruned: b
 def record_run(repo_path: Optional[Path], summary: RunSummary) -> None:
     """Quarantine rows and the run summary go beside the data, so nothing is lost silently."""
     data_dir = resolve_path(repo_path, "data")
-    if summary.quarantine:
-        qpath = data_dir / "quarantine" / f"{summary.source}.parquet"
-        existing = read_parquet(qpath)
-        new = pd.DataFrame([asdict(q) for q in summary.quarantine])
-        if not existing.empty:  # the same file failing the same way again is one record
-            seen_before = set(zip(existing.uri, existing.sha256, existing.stage, existing.reason))
-            keep = [(u, h, st, r) not in seen_before for u, h, st, r in zip(new.uri, new.sha256, new.stage, new.reason)]
-            new = new[keep]
-        append_parquet(qpath, existing, new)
+    append_records(repo_path, [asdict(q) for q in summary.quarantine])
     runs = data_dir / "runs" / f"{summary.source}.jsonl"
     runs.parent.mkdir(parents=True, exist_ok=True)
     record = {k: v for k, v in asdict(summary).items() if k != "quarantine"}

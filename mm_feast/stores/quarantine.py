@@ -1,12 +1,12 @@
 """Quarantine: what the pipeline held back, why, and how a user lets it back in.
 
-Every ingest or push run appends its records to ``data/quarantine/<source>.parquet`` (one row per
-failure, with the failed expectation names, observed values and the source locator). An item
+The records live in the registry's database beside lineage (``mm_quarantine``, SQLite or
+PostgreSQL, see ``mm_feast.stores.lineage``): every ingest or push run appends one row per
+failure, with the failed expectation names, observed values and the source locator. An item
 stays quarantined for its content hash: later runs count it as quarantined without decoding it
 again, until the file changes (new sha256), the model changes (for model-stage failures) or a
-user releases it. Releasing removes its records from the table (they move to
-``data/quarantine/released/<source>.parquet``, with the release) and logs the release in
-``data/quarantine/releases.jsonl``:
+user releases it. Releasing marks its records released (they stay, as the archive, with the
+release) and logs the release in ``mm_quarantine_releases``:
 
 * ``release ID`` (retry): the next ingest tries the item again under the current suites, e.g.
   after a suite was relaxed or a decoder fixed. Pushed rows are re-validated and written now.
@@ -14,7 +14,10 @@ user releases it. Releasing removes its records from the table (they move to
   content hash only, so it is ingested (or written) despite them; the override is recorded in
   the run's validation report. Any other blocking failure quarantines it again.
 
-Releasing rewrites the source's table: do not run it while an ingest of that source is running.
+The payloads of pushed rows (data, not records) stay in ``data/quarantine/push/<view>.parquet``.
+Quarantine parquet files of older versions (``data/quarantine/*.parquet``, ``released/``,
+``releases.jsonl``) are imported into the tables on first use and moved to
+``data/quarantine/imported/``.
 """
 
 from __future__ import annotations
@@ -22,23 +25,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
+from sqlalchemy import and_, or_, select, update
+
+from mm_feast.stores.lineage import LineageDB, quarantine_releases_table, quarantine_table
 
 logger = logging.getLogger(__name__)
 
 QUARANTINE_DIR = Path("data") / "quarantine"
-RELEASED_DIR = "released"
-RELEASES = "releases.jsonl"
+RELEASED_DIR = "released"  # older versions: parquet archive, imported on first use
+RELEASES = "releases.jsonl"  # older versions: the release log, imported on first use
 PUSH_PAYLOADS = "push"
 #: Stages whose verdict depends on the model: a new model version retries the item.
 MODEL_STAGES = frozenset({"encode", "embedding_gate", "push_gate"})
 #: Stages at which ingest holds an item back; scan/erased records are kept by their own rules.
 HELD_STAGES = frozenset({"read", "decode", "media_gate", "content_filter", "encode", "embedding_gate"})
-_DETAIL_COLUMNS = ("expectations", "observed", "locator", "model_version")
 
 
 def quarantine_id(source: str, item_id: str, sha256: str) -> str:
@@ -55,34 +63,161 @@ def _utc(value: Any) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _tables(folder: Path, source: Optional[str]) -> list[Path]:
-    if source:
-        return [folder / f"{source}.parquet"]
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.endswith(".tmp.parquet"))  # a crashed write's leftovers
+RECORD_COLUMNS = ("run_id", "source", "item_id", "uri", "sha256", "modality", "stage", "reason", "at",
+                  "expectations", "observed", "locator", "model_version")
+RELEASE_COLUMNS = ("release_mode", "released_at", "release_note")
+IMPORTED_DIR = "imported"
+
+_imported: set[tuple[str, str]] = set()
+_import_lock = threading.Lock()
+
+
+def _db(repo_path: Optional[Path]) -> LineageDB:
+    """The repo's database, with any quarantine parquet of an older version imported first."""
+    db = LineageDB.for_repo(repo_path)
+    key = (str(db.engine.url), db.project)
+    with _import_lock:
+        if key not in _imported:
+            _imported.add(key)
+            if repo_path is not None:
+                _import_parquet(Path(repo_path), db)
+    return db
+
+
+def _claim(path: Path, folder: Path) -> Optional[Path]:
+    """Rename a legacy file out of the way first, so that of two processes only one imports it."""
+    prefix = f"{RELEASED_DIR}-" if path.parent.name == RELEASED_DIR else ""
+    target = folder / IMPORTED_DIR / f"{prefix}{path.name}.{os.getpid()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.rename(target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
+def _import_parquet(repo_path: Path, db: LineageDB) -> None:
+    folder = quarantine_dir(repo_path)
+    for released, tables in [(False, folder.glob("*.parquet")), (True, (folder / RELEASED_DIR).glob("*.parquet"))]:
+        for path in sorted(p for p in tables if not p.name.endswith(".tmp.parquet")):
+            claimed = _claim(path, folder)
+            if claimed is None:
+                continue
+            frame = pd.read_parquet(claimed)
+            _insert(db, frame.to_dict("records"), released=released)
+            logger.info("imported %d quarantine records from %s into the database", len(frame), path)
+    log = folder / RELEASES
+    if log.is_file() and (claimed := _claim(log, folder)) is not None:
+        for line in claimed.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                log_release(repo_path, json.loads(line), db=db)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _insert(db: LineageDB, records: Sequence[Mapping[str, Any]], released: bool = False) -> int:
+    rows = [
+        {
+            "project": db.project,
+            **{c: _text(r.get(c)) for c in RECORD_COLUMNS if c != "at"},
+            "at": _utc(r["at"]).to_pydatetime(),
+            "released": int(released),
+            **{c: _text(r.get(c)) for c in RELEASE_COLUMNS},
+        }
+        for r in records
+    ]
+    if rows:
+        with db.engine.begin() as conn:
+            conn.execute(quarantine_table.insert(), rows)
+    return len(rows)
+
+
+def append_records(repo_path: Optional[Path], records: Sequence[Mapping[str, Any]]) -> int:
+    """Store a run's quarantine records; returns how many were new. The same file failing the same
+    way again while still open (same source, item, uri, sha256, stage and reason) is one record."""
+    if not records:
+        return 0
+    db = _db(repo_path)
+    t = quarantine_table
+    sources = sorted({str(r["source"]) for r in records})
+    with db.engine.connect() as conn:
+        seen = set(conn.execute(
+            select(t.c.source, t.c.item_id, t.c.uri, t.c.sha256, t.c.stage, t.c.reason)
+            .where(t.c.project == db.project, t.c.source.in_(sources), t.c.released == 0)
+        ).tuples())
+    new, keys = [], set()
+    for r in records:
+        key = (str(r["source"]), str(r["item_id"]), str(r["uri"]), str(r["sha256"]), str(r["stage"]), str(r["reason"]))
+        if key not in seen and key not in keys:
+            keys.add(key)
+            new.append(r)
+    return _insert(db, new)
 
 
 def load_records(repo_path: Path, source: Optional[str] = None, released: bool = False) -> pd.DataFrame:
-    """Quarantine records (all runs) with their ``qid``: the open table, or the released archive."""
-    folder = quarantine_dir(repo_path) / RELEASED_DIR if released else quarantine_dir(repo_path)
-    frames = [pd.read_parquet(p) for p in _tables(folder, source) if p.is_file()]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+    """Quarantine records (all runs) with their ``qid``: the open ones, or the released archive."""
+    db = _db(repo_path)
+    t = quarantine_table
+    columns = [t.c[c] for c in RECORD_COLUMNS + (RELEASE_COLUMNS if released else ())]
+    query = select(*columns).where(t.c.project == db.project, t.c.released == int(released)).order_by(t.c.id)
+    if source:
+        query = query.where(t.c.source == source)
+    with db.engine.connect() as conn:
+        records = pd.DataFrame(conn.execute(query).mappings().all())
+    if records.empty:
         return pd.DataFrame()
-    records = pd.concat(frames, ignore_index=True)
-    for column in _DETAIL_COLUMNS + (("release_mode", "released_at") if released else ()):
-        if column not in records.columns:
-            records[column] = ""
-        records[column] = records[column].fillna("")
     records["at"] = records["at"].map(_utc)
     records["qid"] = [quarantine_id(s, i, h) for s, i, h in zip(records["source"], records["item_id"], records["sha256"])]
     return records
 
 
+def archive(repo_path: Path, source: str, item_id: str, sha256: str, release: Mapping[str, Any]) -> int:
+    """Mark the open records of one item's content released (they stay as the archive)."""
+    db = _db(repo_path)
+    t = quarantine_table
+    with db.engine.begin() as conn:
+        moved = conn.execute(
+            update(t)
+            .where(t.c.project == db.project, t.c.source == source, t.c.item_id == item_id, t.c.sha256 == sha256,
+                   t.c.released == 0)
+            .values(released=1, release_mode=str(release["mode"]), released_at=str(release["at"]),
+                    release_note=str(release.get("note", "")))
+        )
+    return int(moved.rowcount or 0)
+
+
+def log_release(repo_path: Optional[Path], release: Mapping[str, Any], db: Optional[LineageDB] = None) -> None:
+    db = db or _db(repo_path)
+    with db.engine.begin() as conn:
+        conn.execute(quarantine_releases_table.insert(), [{
+            "project": db.project, "qid": str(release.get("qid") or quarantine_id(release["source"], release["item_id"], release["sha256"])),
+            "source": str(release["source"]), "item_id": str(release["item_id"]), "sha256": str(release["sha256"]),
+            "mode": str(release["mode"]), "expectations_json": json.dumps(list(release.get("expectations") or [])),
+            "note": str(release.get("note", "")), "at": str(release.get("at") or datetime.now(timezone.utc).isoformat()),
+        }])
+
+
 def load_releases(repo_path: Path) -> list[dict[str, Any]]:
-    path = quarantine_dir(repo_path) / RELEASES
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    db = _db(repo_path)
+    t = quarantine_releases_table
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(t).where(t.c.project == db.project).order_by(t.c.id)).mappings().all()
+    return [{"qid": r["qid"], "source": r["source"], "item_id": r["item_id"], "sha256": r["sha256"], "mode": r["mode"],
+             "expectations": json.loads(r["expectations_json"]), "note": r["note"], "at": r["at"]} for r in rows]
+
+
+def redact(repo_path: Path, sha256s: Sequence[str], uris: Sequence[str], replacement: str) -> int:
+    """Replace the uri and locator of every record of these contents or files (an erasure)."""
+    if not sha256s and not uris:
+        return 0
+    db = _db(repo_path)
+    t = quarantine_table
+    match = or_(t.c.sha256.in_(list(sha256s)), t.c.uri.in_(list(uris)))
+    with db.engine.begin() as conn:
+        done = conn.execute(update(t).where(and_(t.c.project == db.project, match)).values(uri=replacement, locator=replacement))
+    return int(done.rowcount or 0)
 
 
 @dataclass
@@ -155,7 +290,7 @@ def find(repo_path: Path, qid: str) -> Entry:
     from mm_feast.core.errors import InvalidArgument, NotFound  # imports Feast: only on the error path
 
     if not ids:
-        raise NotFound(f"no quarantine entry {qid!r} in {quarantine_dir(repo_path)}")
+        raise NotFound(f"no quarantine entry {qid!r} in the quarantine tables of {repo_path}")
     if len(ids) > 1:
         raise InvalidArgument(f"quarantine id {qid!r} is ambiguous: {sorted(ids)}")
     matches = [e for e in found if e.qid in ids]
