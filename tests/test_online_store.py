@@ -518,6 +518,58 @@ def test_lite_refuses_server_only_index_types(tmp_path: Path, lite_db: Path) -> 
         fs.apply([item_entity(), docs_view(tmp_path)])
 
 
+def test_the_index_type_is_set_per_view_or_field_on_lite(tmp_path: Path, lite_db: Path) -> None:
+    fs = make_store(tmp_path, "mm", lite_db, vector_indexes={
+        "docs": {"index_type": "IVF_FLAT", "index_params": {"nlist": 4}, "search_params": {"nprobe": 4}},
+        "other.emb": {"index_type": "FLAT"},
+    })
+    entity = item_entity()
+    other = view("other", entity, [vector_field("emb", 8)], tmp_path)
+    fs.apply([entity, docs_view(tmp_path), other])
+    client = raw_client(fs)
+    docs_index = client.describe_index(collection_name(fs, "docs"), "vector_index_emb")
+    assert (docs_index["index_type"], str(docs_index.get("nlist"))) == ("IVF_FLAT", "4")
+    assert client.describe_index(collection_name(fs, "other"), "vector_index_emb")["index_type"] == "FLAT"
+    write_docs(fs)
+    out = fs.retrieve_online_documents_v2(features=["docs:caption"], query=planar(0, 8), top_k=6).to_dict()
+    assert out["item_id"] == RANKED_IDS  # nprobe == nlist: exhaustive
+
+    refused = make_store(tmp_path / "hnsw", "mm", tmp_path / "hnsw.db", vector_indexes={"docs.emb": {"index_type": "HNSW"}})
+    with pytest.raises(ValueError, match="'HNSW' \\(view 'docs', field 'emb'\\) is not available on Milvus Lite"):
+        refused.apply([item_entity(), docs_view(tmp_path)])
+    with pytest.raises(ValueError, match="unknown settings \\['metric'\\]"):
+        MmMilvusOnlineStoreConfig(path=str(lite_db), vector_indexes={"docs": {"metric": "L2"}})
+
+
+def test_a_partition_key_is_refused_where_milvus_gets_it_wrong(tmp_path: Path, lite_db: Path) -> None:
+    """Feast's ``partition_key`` (one collection split by modality) is refused with the reason on
+    Milvus Lite 2.5.1 (a primary-key query on such a collection fails: every upsert would) and on
+    servers below 2.4 (2.3.5 files upserted rows under the wrong partition: a filtered search
+    finds nothing). Both measured here; see docs/scale.md."""
+    entity = item_entity()
+    mixed = view("mixed", entity, [vector_field("emb", 8), Field(name="modality", dtype=String)], tmp_path)
+    fs = make_store(tmp_path, "mm", lite_db, partition_key="modality")
+    with pytest.raises(ValueError, match="partition key 'modality' needs a Milvus server >= 2.4.0.*primary-key queries"):
+        fs.apply([entity, mixed])
+
+
+@pytest.mark.milvus_server
+def test_a_partition_key_is_refused_on_a_server_below_2_4(tmp_path: Path, milvus_server_uri: str) -> None:
+    fs = make_store(tmp_path, "mm", uri=milvus_server_uri, partition_key="modality")
+    entity = item_entity()
+    mixed = view("mixed", entity, [vector_field("emb", 8), Field(name="modality", dtype=String)], tmp_path)
+    checker = MilvusClient(uri=milvus_server_uri, timeout=30)
+    try:
+        version = checker.get_server_version()
+        if not version.removeprefix("v").startswith("2.3"):
+            pytest.skip(f"the server runs {version}: the refusal is for servers below 2.4")
+        with pytest.raises(ValueError, match="upserted rows land in the wrong partition"):
+            fs.apply([entity, mixed])
+        assert not checker.has_collection(collection_name(fs, "mixed"))
+    finally:
+        checker.close()
+
+
 # --- writes, nulls, keys, fast path --------------------------------------------------------
 
 
@@ -620,6 +672,7 @@ def test_same_definitions_on_a_milvus_server(tmp_path: Path, milvus_server_uri: 
         index_params={"M": 8, "efConstruction": 64},
         search_params={"ef": 4},
         consistency_level="Strong",  # read-your-writes for the assertions; Bounded is checked last
+        vector_indexes={"text_emb.emb": {"index_type": "IVF_FLAT", "index_params": {"nlist": 2}}},
     )
     entity = item_entity()
     image = view("image_emb", entity, [vector_field("emb", 512)], tmp_path)
@@ -634,6 +687,8 @@ def test_same_definitions_on_a_milvus_server(tmp_path: Path, milvus_server_uri: 
     try:
         client = raw_client(fs)
         assert client.describe_index(collection_name(fs, "docs"), "vector_index_emb")["index_type"] == "HNSW"
+        text_index = client.describe_index(collection_name(fs, "text_emb"), "vector_index_emb")
+        assert (text_index["index_type"], str(text_index.get("nlist"))) == ("IVF_FLAT", "2"), "set per view"
 
         write_docs(fs)
         out = fs.retrieve_online_documents_v2(

@@ -114,6 +114,8 @@ EVENT_TS = "event_ts"
 CREATED_TS = "created_ts"
 METRICS = ("COSINE", "L2", "IP")
 LITE_INDEX_TYPES = ("FLAT", "IVF_FLAT", "AUTOINDEX")
+# Partition keys: refused below this (2.3.5 measured broken for upserts; 2.4 not testable here)
+MIN_PARTITION_KEY_VERSION = (2, 4, 0)
 # Keys per primary-key lookup: keeps one request well inside Milvus' expression and
 # result-size limits.
 _READ_CHUNK = 1000
@@ -141,6 +143,11 @@ with warnings.catch_warnings():
         # FLAT or IVF_FLAT on Lite; HNSW (index_params {"M", "efConstruction"}, search_params
         # {"ef"}) or IVF_* on a server. Unset params get defaults per index type.
         index_type: Optional[str] = "FLAT"
+        # Per view or vector field, overriding the three store-wide settings above: keys
+        # "<view>.<field>", "<view>" or "<field>" (most specific first), values any of
+        # {"index_type", "index_params", "search_params"}, e.g.
+        # {"video_frame_embeddings": {"index_type": "HNSW", "search_params": {"ef": 128}}}.
+        vector_indexes: Optional[Dict[str, Dict[str, Any]]] = None
         # None: flush after each write on Lite (unflushed rows search slowly there), not on a
         # server (flushing seals segments; Milvus flushes by itself).
         flush_after_write: Optional[bool] = None
@@ -160,6 +167,16 @@ with warnings.catch_warnings():
         # Milvus analyzer of full-text (BM25) columns, e.g. {"type": "english"} to stem; None:
         # Milvus' "standard" analyzer (lower-cased words, no stemming).
         text_analyzer: Optional[Dict[str, Any]] = None
+
+        @field_validator("vector_indexes")
+        @classmethod
+        def _check_vector_indexes(cls, v: Optional[Dict[str, Dict[str, Any]]]) -> Optional[Dict[str, Dict[str, Any]]]:
+            for key, spec in (v or {}).items():
+                unknown = set(spec) - {"index_type", "index_params", "search_params"}
+                if unknown:
+                    raise ValueError(f"vector_indexes[{key!r}]: unknown settings {sorted(unknown)}; "
+                                     "use index_type, index_params, search_params")
+            return v
 
         @field_validator("write_batch_size")
         @classmethod
@@ -523,6 +540,7 @@ class _Collection:
     index_types: Dict[str, str]
     full_text: Tuple[str, ...] = ()  # columns with a BM25 field in this collection
     missing_full_text: str = ""  # why the plan's full-text columns lack one ("" when none lack it)
+    view: str = ""
 
     def filterable(self) -> Dict[str, DataType]:
         """Scalar fields a typed condition may name, with their Milvus types."""
@@ -650,7 +668,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 present = self._check_schema(client, name, plan, cfg)
             else:
                 present = plan.full_text if full_text.supports_bm25(full_text.version_number(version)) else ()
-                self._create(client, name, plan, cfg, endpoint, present)
+                self._create(client, name, plan, cfg, endpoint, present, view=table.name, version=version)
             texts = tuple(c for c in plan.full_text if c in present)
             missing = ""
             if len(texts) < len(plan.full_text):
@@ -671,7 +689,7 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                     )
             if client.get_load_state(name).get("state") != LoadState.Loaded:
                 client.load_collection(name)
-            found = _Collection(name, plan, metrics, index_types, texts, missing)
+            found = _Collection(name, plan, metrics, index_types, texts, missing, view=table.name)
             _COLLECTIONS[key] = found
             return found
 
@@ -708,13 +726,25 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         cfg: MmMilvusOnlineStoreConfig,
         endpoint: Endpoint,
         texts: Sequence[str] = (),
+        view: str = "",
+        version: str = "",
     ) -> None:
-        index_type = (cfg.index_type or "FLAT").upper()
-        if endpoint.kind == "lite" and index_type not in LITE_INDEX_TYPES:
+        if plan.partition_key and (endpoint.kind == "lite" or full_text.parse_version(full_text.version_number(version) or '0.0.0') < MIN_PARTITION_KEY_VERSION):
+            # measured here: Lite 2.5.1 rejects `pk in [...]` queries on such a collection, and the
+            # 2.3.5 server files upserted rows under the wrong partition (filtered searches miss them)
             raise ValueError(
-                f"index_type {index_type!r} is not available on Milvus Lite "
-                f"({endpoint.address}): use one of {LITE_INDEX_TYPES}, or a Milvus server"
+                f"view {view!r}: partition key {plan.partition_key!r} needs a Milvus server >= "
+                f"{'.'.join(map(str, MIN_PARTITION_KEY_VERSION))}; {endpoint.address} runs {version}, where "
+                + ("primary-key queries on a partition-key collection fail" if endpoint.kind == "lite"
+                   else "upserted rows land in the wrong partition and filtered searches miss them")
             )
+        indexes = {f: vector_index(cfg, view, f) for f in plan.vector_fields}
+        for field_name, spec in indexes.items():
+            if endpoint.kind == "lite" and spec.index_type not in LITE_INDEX_TYPES:
+                raise ValueError(
+                    f"index_type {spec.index_type!r} (view {view!r}, field {field_name!r}) is not available on "
+                    f"Milvus Lite ({endpoint.address}): use one of {LITE_INDEX_TYPES}, or a Milvus server"
+                )
         schema = CollectionSchema(
             fields=plan.fields(int(cfg.varchar_max_length or 65535), texts, cfg.text_analyzer),
             description="mm-feast feature view",
@@ -723,13 +753,13 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         index_params = client.prepare_index_params()
         for column in texts:
             index_params.add_index(field_name=full_text.sparse_field(column), index_name=full_text.sparse_field(column), **full_text.BM25_INDEX)
-        for field_name in plan.vector_fields:
+        for field_name, spec in indexes.items():
             index_params.add_index(
                 field_name=field_name,
-                index_type=index_type,
+                index_type=spec.index_type,
                 metric_type=plan.columns[field_name].metric,
                 index_name=f"vector_index_{field_name}",
-                params=_index_params(cfg, index_type),
+                params=spec.build_params(cfg),
             )
         if not plan.vector_fields:
             index_params.add_index(
@@ -1379,8 +1409,9 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
     def _vector_params(self, config: RepoConfig, col: _Collection, field_name: str, top_k: int) -> Dict[str, Any]:
         cfg: MmMilvusOnlineStoreConfig = config.online_store
         metric = col.metrics.get(field_name) or col.plan.columns[field_name].metric
-        index_type = col.index_types.get(field_name) or (cfg.index_type or "FLAT").upper()
-        return {"metric_type": metric, "params": _search_params(cfg, index_type, top_k)}
+        spec = vector_index(cfg, col.view, field_name)
+        index_type = col.index_types.get(field_name) or spec.index_type
+        return {"metric_type": metric, "params": _search_params(cfg, index_type, top_k, spec.search_params)}
 
     def _search(
         self,
@@ -1441,21 +1472,44 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
                 )
 
 
-def _index_params(cfg: MmMilvusOnlineStoreConfig, index_type: str) -> Dict[str, Any]:
-    if cfg.index_params is not None:
-        return dict(cfg.index_params)
-    if index_type.startswith("IVF"):
-        return {"nlist": int(cfg.nlist or 128)}
-    if index_type == "HNSW":
-        return {"M": 16, "efConstruction": 200}
-    return {}
+@dataclass(frozen=True)
+class VectorIndex:
+    """The index of one vector field: the store-wide settings unless ``vector_indexes`` names it."""
+
+    index_type: str
+    index_params: Optional[Dict[str, Any]] = None
+    search_params: Optional[Dict[str, Any]] = None
+
+    def build_params(self, cfg: MmMilvusOnlineStoreConfig) -> Dict[str, Any]:
+        if self.index_params is not None:
+            return dict(self.index_params)
+        if self.index_type.startswith("IVF"):
+            return {"nlist": int(cfg.nlist or 128)}
+        if self.index_type == "HNSW":
+            return {"M": 16, "efConstruction": 200}
+        return {}
+
+
+def vector_index(cfg: MmMilvusOnlineStoreConfig, view: str, field_name: str) -> VectorIndex:
+    """The most specific ``vector_indexes`` entry ("view.field", "view", "field") over the store's."""
+    spec: Dict[str, Any] = {}
+    for key in (f"{view}.{field_name}", view, field_name):
+        if key and key in (cfg.vector_indexes or {}):
+            spec = cfg.vector_indexes[key]
+            break
+    index_type = str(spec.get("index_type") or cfg.index_type or "FLAT").upper()
+    same_type = "index_type" not in spec or index_type == str(cfg.index_type or "FLAT").upper()
+    # the store-wide params belong to the store-wide index type: an override of the type drops them
+    index_params = spec.get("index_params", cfg.index_params if same_type else None)
+    search_params = spec.get("search_params", cfg.search_params if same_type else None)
+    return VectorIndex(index_type, index_params, search_params)
 
 
 def _search_params(
-    cfg: MmMilvusOnlineStoreConfig, index_type: str, top_k: int
+    cfg: MmMilvusOnlineStoreConfig, index_type: str, top_k: int, override: Optional[Dict[str, Any]] = None
 ) -> Dict[str, Any]:
-    if cfg.search_params is not None:
-        params = dict(cfg.search_params)
+    if override is not None:
+        params = dict(override)
     elif index_type.startswith("IVF"):
         params = {"nprobe": min(int(cfg.nlist or 128), 16)}
     elif index_type == "HNSW":
