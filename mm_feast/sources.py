@@ -303,7 +303,10 @@ class EmbeddingSource(_JsonOptionsSource):
         description: str = "",
         tags: Optional[dict[str, str]] = None,
         owner: str = "",
+        batch_size: Optional[int] = None,
     ):
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"EmbeddingSource '{name}': batch_size must be >= 1, got {batch_size}")
         if granularity not in ("segment", "item"):
             raise ValueError(f"EmbeddingSource '{name}': granularity must be 'segment' or 'item'")
         if granularity == "item" and segments is None:
@@ -315,6 +318,9 @@ class EmbeddingSource(_JsonOptionsSource):
         self.granularity = granularity
         self.segmentation = segmentation or SegmentationConfig()
         self.segments = segments
+        # the model's batch for this source (a big model on a small GPU, a tiny one on a big GPU);
+        # None: the engine's batch_size. Out-of-memory batches are halved either way.
+        self.batch_size = int(batch_size) if batch_size is not None else None
         super().__init__(
             name=name,
             path=path or f"data/embeddings/{name}.parquet",
@@ -343,6 +349,7 @@ class EmbeddingSource(_JsonOptionsSource):
             "granularity": self.granularity,
             "segmentation": segmentation_to_dict(self.segmentation),
             "segments": self.segments.to_spec() if self.segments else None,
+            "batch_size": self.batch_size,
         }
 
     @staticmethod

@@ -84,3 +84,19 @@ def test_unchanged_inputs_skip_the_model_and_a_changed_file_is_reencoded_alone(t
     assert sorted(items["item_id"]) == ["a", "b"]
     assert items.loc[items.item_id == "b", "sha256"].tolist() == new_sha
     assert items.loc[items.item_id == "a", "n_segments"].item() == 2
+
+
+def test_a_view_sets_its_own_model_batch_and_it_survives_the_registry(text_repo: Path):
+    """a.txt and b.txt give 3 blocks in one chunk: a model batch of 1 is 3 encoder calls, the
+    engine's default batch (32) is 1; the rows are the same."""
+    media = MediaSource(name="docs", root="docs")
+    one = EmbeddingSource(name="one_at_a_time", media=media, modality="text", model_id=MINILM, batch_size=1)
+    default = EmbeddingSource(name="default_batch", media=media, modality="text", model_id=MINILM)
+    small = ensure_embeddings(one, text_repo, show_progress=False)
+    big = ensure_embeddings(default, text_repo, show_progress=False)
+    assert (small.segments, small.encoder_calls) == (3, 3) and (big.segments, big.encoder_calls) == (3, 1)
+    a, b = pd.read_parquet(one.resolved_path(text_repo)), pd.read_parquet(default.resolved_path(text_repo))
+    assert np.allclose(np.stack(a.sort_values("segment_id").embedding), np.stack(b.sort_values("segment_id").embedding), atol=1e-5)
+    assert EmbeddingSource.from_proto(one.to_proto()).batch_size == 1  # kept by `feast apply`
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        EmbeddingSource(name="bad", media=media, modality="text", model_id=MINILM, batch_size=0)

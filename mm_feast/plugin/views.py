@@ -85,14 +85,17 @@ def segment_embedding_view(
     metric: str = "COSINE",
     tags: Optional[dict[str, str]] = None,
     full_text: Optional[bool] = None,
+    batch_size: Optional[int] = None,
 ) -> FeatureView:
     """One row per segment (frame / window / block / image), with its exact locator.
 
     ``full_text`` gives the ``text`` column a BM25 keyword index in Milvus (keyword and hybrid
-    search); by default text views have one and other views do not.
+    search); by default text views have one and other views do not. ``batch_size`` is this
+    view's model batch (None: the engine's ``batch_size``).
     """
     source = EmbeddingSource(
-        name=f"{name}_source", media=media, modality=modality, model_id=model_id, segmentation=segmentation
+        name=f"{name}_source", media=media, modality=modality, model_id=model_id, segmentation=segmentation,
+        batch_size=batch_size,
     )
     schema = [*schema_fields(SEGMENT_COLUMNS), vector_field(model_dim(model_id), metric)]
     keyword = modality == "text" if full_text is None else full_text

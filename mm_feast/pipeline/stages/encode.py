@@ -20,7 +20,8 @@ class Encode(Stage):
     checkpoint = True  # the costly part is done: a killed run resumes after it
 
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
-        modality, batch_size = run.source.modality, run.context.batch_size
+        modality = run.source.modality
+        batch_size = getattr(run.source, "batch_size", None) or run.context.batch_size  # per encoder, else the engine's
         segments = [s for w in works for s in w.segments]
         vectors = None
         if segments:
