@@ -20,7 +20,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from mm_feast.pipeline.runner import LocalRunner, core_free_for_decoding
 from mm_feast.pipeline.stage import SourceRun, Work
 from mm_feast.pipeline.stages.encode import Encode
 from mm_feast.pipeline.stages.segment import Segment
-from mm_feast.sources import EmbeddingSource, MediaSource
+from mm_feast.sources import EmbeddingSource, ManifestRow, MediaSource
 
 
 def synchronize(device: str) -> None:
@@ -82,6 +82,17 @@ def write_jpegs(root: Path, n: int) -> None:
         image.save(root / f"img{i:04d}.jpg", quality=90)
 
 
+def jpeg_corpus(work: Path, images: int) -> tuple[Any, EmbeddingSource, list[ManifestRow]]:
+    """ViT-B/32 with random weights and its encoder, and ``images`` JPEGs under ``work/repo``
+    scanned as the rows of one image source (the corpus of this benchmark and of bench_ray)."""
+    model_dir = vit_b32_random(work / "vit-b32-random")
+    write_jpegs(work / "repo" / "images", images)
+    encoder = get_encoder(str(model_dir))
+    media = MediaSource(name="bench_images", root="images", modalities=("image",))
+    source = EmbeddingSource(name="bench_vit_b32", media=media, modality="image", model_id=str(model_dir))
+    return encoder, source, media.scan(work / "repo", write=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=256)
@@ -91,12 +102,7 @@ def main() -> None:
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="mm-feast-bench-pipeline-"))
-    model_dir = vit_b32_random(work / "vit-b32-random")
-    write_jpegs(work / "repo" / "images", args.images)
-    encoder = get_encoder(str(model_dir))
-    media = MediaSource(name="bench_images", root="images", modalities=("image",))
-    source = EmbeddingSource(name="bench_vit_b32", media=media, modality="image", model_id=str(model_dir))
-    rows = media.scan(work / "repo", write=False)
+    encoder, source, rows = jpeg_corpus(work, args.images)
     decoded = [segment_file(r.uri, modality="image").pop().data for r in rows]
     bs = args.batch_size
     encoder.encode("image", decoded[:bs], batch_size=bs)  # warm-up

@@ -25,15 +25,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.bench_pipeline import vit_b32_random, write_jpegs
-from mm_feast.encoders import get_encoder
+from benchmarks.bench_pipeline import jpeg_corpus
 from mm_feast.pipeline.context import RunContext
 from mm_feast.pipeline.ray_runner import LOOPBACK_ENV, RayOptions, RayRunner, connect
 from mm_feast.pipeline.runner import LocalRunner, StageRunner
 from mm_feast.pipeline.stage import SourceRun, Work
 from mm_feast.pipeline.stages.encode import Encode
 from mm_feast.pipeline.stages.segment import Segment
-from mm_feast.sources import EmbeddingSource, MediaSource
 
 
 def round_trips(n: int = 200) -> tuple[float, float]:
@@ -75,12 +73,7 @@ def main() -> None:
     os.environ.setdefault(LOOPBACK_ENV, "0")
 
     work = Path(tempfile.mkdtemp(prefix="mm-feast-bench-ray-"))
-    model_dir = vit_b32_random(work / "vit-b32-random")
-    write_jpegs(work / "repo" / "images", args.images)
-    encoder = get_encoder(str(model_dir))
-    media = MediaSource(name="bench_images", root="images", modalities=("image",))
-    source = EmbeddingSource(name="bench_vit_b32", media=media, modality="image", model_id=str(model_dir))
-    rows = media.scan(work / "repo", write=False)
+    encoder, source, rows = jpeg_corpus(work, args.images)
     bs = args.batch_size
     chunks = -(-len(rows) // bs)
     connect(RayOptions(num_cpus=sum(args.actors) + 1))  # every runner keeps its actors: room for all

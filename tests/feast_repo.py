@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+import pytest
 from feast import FeatureStore
 
 from mm_feast.lineage import LineageDB
@@ -69,3 +72,17 @@ def assert_stores_match_disk(repo: Path, view: str, expected_texts: dict[str, li
         assert live == set(zip(rows["segment_id"], rows["lineage_id"])), "lineage marks exactly the served rows current"
     finally:
         close_connections()
+
+
+def wait_for_pause(pause_dir: Path, run: subprocess.Popen, log: Path, what: str, deadline_s: float = 600) -> dict:
+    """What a process armed with a fault seam (mm_feast.core.faults) reported when it paused at
+    ``what``; fails the test, with the process' log, if it exits first or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    marker = pause_dir / "paused"
+    while not marker.exists():
+        if run.poll() is not None:
+            pytest.fail(f"the process exited {run.returncode} before {what}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the process did not reach {what} within {deadline_s:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    return json.loads(marker.read_text())

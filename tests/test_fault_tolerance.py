@@ -11,7 +11,6 @@ entity key (segment id = item id + locator position), so a rerun replaces what t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ import pytest
 from feast import FeatureStore
 from pymilvus import MilvusClient
 
+from feast_repo import wait_for_pause
 from milvus_server import HOST, MilvusServerProcess, free_port, start_milvus_server
 from mm_feast.core.faults import PAUSE_AFTER_UPSERTS_ENV
 from mm_feast.cli.demo import feast_cli
@@ -111,19 +111,6 @@ def _counts(client: MilvusClient) -> dict[str, int]:
     return out
 
 
-def _wait_for_pause(pause_dir: Path, run: subprocess.Popen, log: Path) -> dict[str, int]:
-    """The writer's report of what it had acknowledged when it paused (see mm_feast.core.faults)."""
-    deadline = time.monotonic() + PAUSE_DEADLINE_S
-    marker = pause_dir / "paused"
-    while not marker.exists():
-        if run.poll() is not None:
-            pytest.fail(f"materialize exited {run.returncode} before its {PAUSE_AFTER}th upsert:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"materialize did not reach its {PAUSE_AFTER}th upsert within {PAUSE_DEADLINE_S} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    return json.loads(marker.read_text())
-
-
 def _wait_gone(pid: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
@@ -170,7 +157,7 @@ def test_milvus_killed_mid_materialize_then_rerun_holds_exactly_the_expected_row
     with open(log_path, "w") as log:
         run = subprocess.Popen(_materialize_cmd(repo, start, end), cwd=repo, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        acknowledged = _wait_for_pause(pause_dir, run, log_path)
+        acknowledged = wait_for_pause(pause_dir, run, log_path, f"its {PAUSE_AFTER}th upsert", PAUSE_DEADLINE_S)
         inner = _inner_milvus(server)
         os.kill(inner, signal.SIGKILL)
         _wait_gone(inner)

@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import astuple
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feast_repo import FEAST
+from feast_repo import FEAST, wait_for_pause
 from mm_feast.cli.demo import apply_and_materialize, feast_cli, write_demo_media
 from mm_feast.core.faults import PAUSE_AFTER_CHUNKS_ENV
 from mm_feast.lineage import LineageDB, open_store
@@ -151,18 +150,6 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(tmp_path: Path, ray_
     assert sum(r.get("encoder_calls", 0) for r in runs) > 0, "the actors' encoder calls are counted in the summaries"
 
 
-def _wait_for_pause(pause_dir: Path, run: subprocess.Popen, log: Path) -> dict:
-    deadline = time.monotonic() + PAUSE_DEADLINE_S
-    marker = pause_dir / "paused"
-    while not marker.exists():
-        if run.poll() is not None:
-            pytest.fail(f"materialize exited {run.returncode} before spooling chunk {PAUSE_AFTER_CHUNKS}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"materialize did not spool chunk {PAUSE_AFTER_CHUNKS} within {PAUSE_DEADLINE_S} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
-    return json.loads(marker.read_text())
-
-
 @pytest.mark.parametrize("engine", ["ray", "local"])
 def test_a_killed_run_resumes_without_redoing_finished_items(request, tmp_path: Path, engine: str, local_repo: Path):
     """Resuming is the pipeline's, not the runner's: both engines spool per chunk."""
@@ -182,7 +169,7 @@ def test_a_killed_run_resumes_without_redoing_finished_items(request, tmp_path: 
         run = subprocess.Popen([str(FEAST), "materialize-incremental", end], cwd=repo, stdout=log,
                                stderr=subprocess.STDOUT, env=env)
     try:
-        paused = _wait_for_pause(pause_dir, run, log_path)
+        paused = wait_for_pause(pause_dir, run, log_path, f"spooling chunk {PAUSE_AFTER_CHUNKS}", PAUSE_DEADLINE_S)
         finished = {source: set(zip(rows.item_id, rows.sha256)) for source, rows in sinks(repo).items()}
         spool_dirs = list((repo / "data" / "embeddings" / ".spool").glob("*"))
         run.send_signal(signal.SIGKILL)
