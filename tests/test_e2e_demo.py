@@ -24,6 +24,7 @@ from mm_feast.lineage import open_store
 from mm_feast.plugin.milvus.store import close_connections
 from mm_feast.cli.report import latest_runs
 from mm_feast.services.search import CrossModalSearch, Query
+from mm_feast.stores.quarantine import load_records
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FRAME_STEP_S = 0.5  # feature_repo/definitions.py samples a frame every 0.5 s
@@ -179,7 +180,7 @@ def test_historical_features_are_point_in_time_and_not_recomputed(demo: Demo):
 def test_every_run_balances_and_broken_files_are_quarantined_with_reasons(demo: Demo):
     runs = latest_runs(demo.repo)
     assert runs and all(r["seen"] == r["ingested"] + r["unchanged"] + r["quarantined"] for r in runs)
-    quarantine = pd.concat(pd.read_parquet(p) for p in (demo.repo / "data/quarantine").glob("*.parquet"))
+    quarantine = load_records(demo.repo)
     reasons = dict(zip(quarantine.item_id, quarantine.reason))
     assert set(demo.corpus.broken) <= set(reasons)
     assert "UTF-8" in reasons["txt_latin1"]

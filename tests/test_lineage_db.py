@@ -135,9 +135,8 @@ def _quarantine_record(item: str, stage: str = "decode", reason: str = "truncate
 
 
 def test_quarantine_records_and_releases_live_in_the_database(lineage_url: str, tmp_path: Path, monkeypatch):
-    from mm_feast.stores.quarantine import (
-        QuarantineBook, append_records, archive, entries, load_records, load_releases, log_release, redact,
-    )
+    from mm_feast.stores.quarantine import QuarantineBook, append_records, entries, load_records, load_releases, redact
+    from mm_feast.stores.quarantine import release as release_records
 
     monkeypatch.setenv(URL_ENV, lineage_url)
     repo = _repo(tmp_path, "  registry_type: sql\n  path: sqlite:///data/registry.sqlite", project="q")
@@ -149,8 +148,8 @@ def test_quarantine_records_and_releases_live_in_the_database(lineage_url: str, 
 
     release = {"qid": "x", "source": "s_source", "item_id": "a", "sha256": "a" * 8, "mode": "admit",
                "expectations": ["decodable"], "note": "fixed", "at": "2026-12-02T00:00:00+00:00"}
-    assert archive(repo, "s_source", "a", "a" * 8, release) == 2
-    log_release(repo, release)
+    assert release_records(repo, "s_source", "a", "a" * 8, release) == 2
+    assert release_records(repo, "s_source", "a", "a" * 8, release) == 0, "released already: nothing moves, nothing logged"
     assert list(load_records(repo).item_id) == ["b"]
     assert set(load_records(repo, released=True).release_mode) == {"admit"}
     assert [(r["item_id"], r["mode"], r["expectations"]) for r in load_releases(repo)] == [("a", "admit", ["decodable"])]
@@ -184,5 +183,30 @@ def test_quarantine_parquet_of_an_older_version_is_imported_once(tmp_path: Path,
     assert list(load_records(repo).item_id) == ["a"]
     assert list(load_records(repo, released=True).item_id) == ["b"]
     assert [r["item_id"] for r in load_releases(repo)] == ["b"]
-    assert not list(folder.glob("*.parquet")) and not (folder / "releases.jsonl").exists(), "moved to data/quarantine/imported/"
-    assert len(list((folder / "imported").iterdir())) == 3
+    assert not list(folder.rglob("*.parquet")) and not (folder / "releases.jsonl").exists(), \
+        "in the database now: the files go (an erasure reaches the records there)"
+    from mm_feast.stores import quarantine
+
+    quarantine._imported.clear()  # a new process: nothing to import, nothing doubled
+    assert list(load_records(repo).item_id) == ["a"] and len(load_releases(repo)) == 1
+
+
+def test_two_processes_importing_the_same_legacy_file_import_it_once(tmp_path: Path, monkeypatch):
+    """The marker row is keyed by the file's content: the second import conflicts and rolls back."""
+    import pandas as pd
+
+    from mm_feast.stores import quarantine
+    from mm_feast.stores.quarantine import load_records
+
+    monkeypatch.delenv(URL_ENV, raising=False)
+    repo = _repo(tmp_path, "  registry_type: sql\n  path: sqlite:///data/registry.sqlite", project="old")
+    folder = repo / "data" / "quarantine"
+    folder.mkdir(parents=True)
+    legacy = folder / "s_source.parquet"
+    pd.DataFrame([_quarantine_record("a")]).to_parquet(legacy)
+    kept = legacy.read_bytes()
+    assert list(load_records(repo).item_id) == ["a"]
+    legacy.write_bytes(kept)  # the other process had read the same file before this one deleted it
+    quarantine._imported.clear()
+    assert list(load_records(repo).item_id) == ["a"], "imported once"
+    assert not legacy.exists()

@@ -54,12 +54,13 @@ def spooled_items(sink: Path) -> set[tuple[str, str]]:
     return items
 
 
-def drop_spooled(sink: Path, sha256s: Sequence[str]) -> int:
-    """Delete every spool file in ``sink``'s folder holding any of these contents (an erasure:
-    the spool holds their vectors and text); returns how many files went."""
+def drop_spooled(sinks_folder: Path, sha256s: Sequence[str]) -> int:
+    """Delete every spool file of the sources whose parquet sits in ``sinks_folder`` that holds
+    any of these contents (an erasure: the spool holds their vectors and text); returns how many
+    files went."""
     doomed = set(sha256s)
     dropped = 0
-    for path in sorted(spool_root(sink).glob("*/*/*.pkl")):
+    for path in sorted((Path(sinks_folder) / SPOOL_DIR).glob("*/*/*.pkl")):
         try:
             with open(path, "rb") as data:
                 payload = pickle.load(data)
@@ -75,9 +76,11 @@ def drop_spooled(sink: Path, sha256s: Sequence[str]) -> int:
 class Spool:
     """The finished items of one source's run in progress, for one model version."""
 
-    def __init__(self, sink: Path, model_version: str):
+    def __init__(self, sink: Path, model_version: str, settings: str = ""):
+        """``settings``: what else the finished items depend on (segmentation, filter thresholds,
+        suites): a restart under other settings finds another folder and redoes everything."""
         self.source_dir = spool_root(sink) / Path(sink).stem
-        self.folder = self.source_dir / hashlib.sha256(model_version.encode()).hexdigest()[:16]
+        self.folder = self.source_dir / hashlib.sha256(f"{model_version}|{settings}".encode()).hexdigest()[:16]
         self.model_version = model_version
 
     def add(self, kept: Sequence[Work], quarantined: Sequence[Quarantined]) -> None:
@@ -90,14 +93,19 @@ class Spool:
             "kept": [replace(w, segments=[]) for w in kept],
             "quarantined": [replace(q, work=replace(q.work, segments=[])) for q in quarantined],
         }
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.pkl"
         tmp = self.folder / f".{name}.tmp"
-        with open(tmp, "wb") as out:
-            pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(self.folder / name)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(self.folder / name)
+        except OSError as exc:  # a full disk: the spool is only a cache, the run goes on without it
+            tmp.unlink(missing_ok=True)
+            logger.warning("could not spool a finished chunk to %s (%s): a killed run would redo it", self.folder, exc)
+            return
         faults.chunk_spooled(len(kept) + len(quarantined))
 
     def resume(self, rows: Sequence[ManifestRow]) -> tuple[list[Work], list[Quarantined], list[ManifestRow]]:

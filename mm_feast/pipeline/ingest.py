@@ -8,9 +8,10 @@ files that changed or left the collection are dropped. Every run ends with a sum
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -30,6 +31,7 @@ from mm_feast.pipeline.segments import segment_group, segmentation_for  # noqa: 
 from mm_feast.pipeline.stage import SourceRun, Work
 from mm_feast.pipeline.stage_list import segment_stages, split_at_checkpoint
 from mm_feast.pipeline.checkpoint import Spool
+from mm_feast.governance.thresholds import load_thresholds, thresholds_hash
 from mm_feast.core.records import QuarantineRecord, RunSummary  # noqa: F401  (re-exported: old import path)
 from mm_feast.stores.offline import read_parquet, record_run, store_rows  # noqa: F401
 from mm_feast.quality.gate import IngestGate
@@ -164,7 +166,7 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
         else:
             todo.append(row)
     # what a killed earlier run of this source finished is taken from its spool, not redone
-    spool = Spool(sink, encoder.version)
+    spool = Spool(sink, encoder.version, _spool_settings(source, encoder, gate, context))
     resumed, resumed_refused, todo = spool.resume(todo)
     # the stage list: media gate -> content filter -> segment -> encode (spooled per chunk) ->
     # embedding gate, which sees the resumed and the new items together (mm_feast.pipeline.stage_list)
@@ -176,7 +178,9 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     to_checkpoint, after_checkpoint = split_at_checkpoint(segment_stages())
     encoded, refused = runner.run(to_checkpoint, [Work(r) for r in todo], run)
     run.on_chunk = None
-    done_works, refused_later = runner.run(after_checkpoint, resumed + encoded, run)
+    order = {r.item_id: i for i, r in enumerate(rows)}  # the manifest's order, as in an unbroken run
+    ready = sorted(resumed + encoded, key=lambda w: order.get(w.row.item_id, len(order)))
+    done_works, refused_later = runner.run(after_checkpoint, ready, run)
     refused = resumed_refused + refused + refused_later
     progress.close()
     for q in refused:
@@ -202,6 +206,14 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
         raise RuntimeError(f"ingest counts do not add up: {summary.line()}")
     logger.info(summary.line())
     return summary
+
+
+def _spool_settings(source: EmbeddingSource, encoder: Any, gate: IngestGate, context: RunContext) -> str:
+    """What spooled items depend on besides the model: segmentation, content-filter thresholds and
+    the quality suites. Other settings after a kill mean other items: nothing is resumed."""
+    thresholds = context.once(("safety_thresholds_hash",), lambda: thresholds_hash(load_thresholds(context.repo_path)))
+    segmentation = json.dumps(asdict(segmentation_for(source, encoder)), sort_keys=True, default=str)
+    return f"{segmentation}|{thresholds}|{gate.suite.version}"
 
 
 def scan_media(media: MediaSource, repo_path: Optional[Path] = None, context: Optional[RunContext] = None) -> tuple[list[ManifestRow], RunSummary]:

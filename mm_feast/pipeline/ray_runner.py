@@ -128,6 +128,12 @@ class EncoderActor:
         return run_remote_stages(stages, carried, spec, self.encoder)
 
 
+def last_line(error: BaseException) -> str:
+    """The last line of a Ray error's text: the worker's exception, without its traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def placement_groups(stages: Sequence[Stage]) -> list[tuple[str, list[Stage]]]:
     """Consecutive stages that run in the same place, in order: [("driver", [...]), ("cpu", [...]), ...]."""
     groups: list[tuple[str, list[Stage]]] = []
@@ -216,31 +222,33 @@ class RayRunner(StageRunner):
         kept: list[Work] = []
         quarantined: list[Quarantined] = []
         calls = 0
-        pending: deque[tuple[int, Any]] = deque()
+        pending: deque[tuple[int, int, Any]] = deque()
 
         def collect() -> None:
             nonlocal calls
-            size, carried = pending.popleft()
+            size, counted, carried = pending.popleft()
             done, refused, chunk_calls, seconds = self._get(ray, carried)
             calls += chunk_calls
             run.add_seconds(seconds)
             run.chunk_done(done, refused)
-            run.advance(size)
+            run.advance(size - counted)  # driver stages advanced for the items they refused
             kept.extend(done)
             quarantined.extend(refused)
 
         for index, chunk in enumerate(chunks):
             carried: Any = (chunk, [], 0, {})
+            counted = 0
             for placement, group in groups:
                 if placement == "driver":  # with the run's own context and gate (its seconds count there)
                     done, refused, chunk_calls, seconds = self._get(ray, carried)
                     done, refused_here = run_chain(group, done, run)
+                    counted += len(refused_here)
                     carried = (done, refused + refused_here, chunk_calls, seconds)
                 elif placement == "cpu":
                     carried = decode.remote(group, carried, spec, facts)
                 else:
                     carried = pool[index % len(pool)].run.remote(group, carried, spec)
-            pending.append((len(chunk), carried))
+            pending.append((len(chunk), counted, carried))
             while len(pending) >= in_flight:
                 collect()
         while pending:
@@ -249,21 +257,35 @@ class RayRunner(StageRunner):
         return kept, quarantined
 
     def _get(self, ray: Any, carried: Any) -> Carried:
+        """A chunk's result. On a timeout or a dead actor every pool is ended (queued chunks would
+        hold the actors, and the next view starts fresh ones) and the error names what happened."""
         if not isinstance(carried, ray.ObjectRef):
             return carried
         try:
             return ray.get(carried, timeout=self.options.task_timeout_s)
         except ray.exceptions.GetTimeoutError:
-            raise RuntimeError(f"a chunk's remote stages did not finish within {self.options.task_timeout_s:.0f} s "
-                               "(task_timeout_s): is the cluster short of CPUs or GPUs?") from None
+            self._end_pools()
+            raise UserError(f"a chunk's remote stages did not finish within {self.options.task_timeout_s:.0f} s "
+                            "(task_timeout_s): is the Ray cluster short of CPUs or GPUs?") from None
+        except ray.exceptions.RayActorError as exc:
+            self._end_pools()
+            raise UserError(f"an encode actor could not start or died: {last_line(exc)}") from None
+        except ray.exceptions.RayTaskError as exc:  # the stage's own error, raised as itself
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise UserError(f"a Ray task failed: {last_line(exc)}") from None
+
+    def _end_pools(self) -> None:
+        for key in list(self._actors):
+            self._end_pool(key)
 
     def close(self) -> None:
         if self._started is None:
             return
         import ray
 
-        for key in list(self._actors):
-            self._end_pool(key)
+        self._end_pools()
         if self._started:
             ray.shutdown()
         self._started = None

@@ -357,6 +357,8 @@ def erase_verdicts(repo_path: Path, impact: Impact) -> int:
     """For a target with nothing live to erase (a file the content filters blocked has no
     embedding): delete the content filters' verdicts on it, which quote its content."""
     uris = [] if _SHA256.match(impact.target) else [impact.target]
+    # an interrupted run may have spooled it (a quarantine record names it) before it was erased
+    drop_spooled(Path(repo_path) / "data" / "embeddings", impact.sha256s)
     return LineageDB.for_repo(repo_path).erase_safety(uris, impact.sha256s)
 
 
@@ -384,8 +386,8 @@ def erase(store: Any, impact: Impact, reason: str) -> ErasureRecord:
         offline_rows += _delete_offline(view, repo_path, records)
         online_rows += _delete_online(store, view, records)
     # an interrupted run's spool may hold the content's vectors and text too
-    spooled = sum(drop_spooled(v.batch_source.resolved_path(repo_path), impact.sha256s)
-                  for v in views.values() if hasattr(v.batch_source, "resolved_path"))
+    folders = {v.batch_source.resolved_path(repo_path).parent for v in views.values() if hasattr(v.batch_source, "resolved_path")}
+    spooled = sum(drop_spooled(folder, impact.sha256s) for folder in sorted(folders))
     if spooled:
         logger.info("erasure: dropped %d spool files of an interrupted run", spooled)
     erasure = ErasureRecord(

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from mm_feast.stores.quarantine import Entry, archive, find, log_release, push_payload_path
+from mm_feast.stores.quarantine import Entry, find, push_payload_path
+from mm_feast.stores.quarantine import release as release_records
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ def release(repo_path: Path, qids: Sequence[str], admit: bool = False, note: str
             "mode": "admit" if admit else "retry", "expectations": entry.expectations, "note": note,
             "at": datetime.now(timezone.utc).isoformat(),
         }
-        archive(repo_path, entry.source, entry.item_id, entry.sha256, record)
-        log_release(repo_path, record)
+        if not release_records(repo_path, entry.source, entry.item_id, entry.sha256, record):
+            from mm_feast.core.errors import InvalidArgument
+
+            raise InvalidArgument(f"quarantine entry {entry.qid} ({entry.uri or entry.item_id}) was released meanwhile")
         outcome: dict[str, Any] = {"qid": entry.qid, "mode": record["mode"], "item_id": entry.item_id,
                                    "source": entry.source, "next": "retried by the next ingest run"}
         if entry.stage == "push_gate":

@@ -199,16 +199,16 @@ quarantine_table = Table(
     Column("source", String(255), nullable=False),
     Column("item_id", Text, nullable=False),
     Column("uri", Text, nullable=False),
-    Column("sha256", String(64), nullable=False),
-    Column("modality", String(32), nullable=False),
-    Column("stage", String(64), nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("modality", Text, nullable=False),
+    Column("stage", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
-    Column("run_id", String(64), nullable=False),
+    Column("run_id", Text, nullable=False),
     Column("expectations", Text, nullable=False),
     Column("observed", Text, nullable=False),
     Column("locator", Text, nullable=False),
-    Column("model_version", String(64), nullable=False),
+    Column("model_version", Text, nullable=False),  # pushed rows bring their own: any length
     Column("released", Integer, nullable=False),  # 0 open, 1 released (kept as the archive)
     Column("release_mode", String(16), nullable=False),
     Column("released_at", String(64), nullable=False),
@@ -224,11 +224,20 @@ quarantine_releases_table = Table(
     Column("qid", String(32), nullable=False),
     Column("source", String(255), nullable=False),
     Column("item_id", Text, nullable=False),
-    Column("sha256", String(64), nullable=False),
+    Column("sha256", Text, nullable=False),
     Column("mode", String(16), nullable=False),
     Column("expectations_json", Text, nullable=False),
     Column("note", Text, nullable=False),
     Column("at", String(64), nullable=False),
+)
+
+quarantine_imports_table = Table(
+    "mm_quarantine_imports",  # quarantine parquet of older versions already imported, by content
+    metadata,
+    Column("project", String(255), primary_key=True),
+    Column("file_sha256", String(64), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 

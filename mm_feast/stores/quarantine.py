@@ -16,8 +16,7 @@ release) and logs the release in ``mm_quarantine_releases``:
 
 The payloads of pushed rows (data, not records) stay in ``data/quarantine/push/<view>.parquet``.
 Quarantine parquet files of older versions (``data/quarantine/*.parquet``, ``released/``,
-``releases.jsonl``) are imported into the tables on first use and moved to
-``data/quarantine/imported/``.
+``releases.jsonl``) are imported into the tables on first use, then deleted.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,8 +32,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import pandas as pd
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from mm_feast.stores.lineage import LineageDB, quarantine_releases_table, quarantine_table
+from mm_feast.stores.lineage import LineageDB, quarantine_imports_table, quarantine_releases_table, quarantine_table
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ def _utc(value: Any) -> pd.Timestamp:
 RECORD_COLUMNS = ("run_id", "source", "item_id", "uri", "sha256", "modality", "stage", "reason", "at",
                   "expectations", "observed", "locator", "model_version")
 RELEASE_COLUMNS = ("release_mode", "released_at", "release_note")
-IMPORTED_DIR = "imported"
 
 _imported: set[tuple[str, str]] = set()
 _import_lock = threading.Lock()
@@ -77,50 +75,54 @@ def _db(repo_path: Optional[Path]) -> LineageDB:
     db = LineageDB.for_repo(repo_path)
     key = (str(db.engine.url), db.project)
     with _import_lock:
-        if key not in _imported:
-            _imported.add(key)
-            if repo_path is not None:
-                _import_parquet(Path(repo_path), db)
+        if key not in _imported and repo_path is not None:
+            _import_parquet(Path(repo_path), db)
+        _imported.add(key)
     return db
 
 
-def _claim(path: Path, folder: Path) -> Optional[Path]:
-    """Rename a legacy file out of the way first, so that of two processes only one imports it."""
-    prefix = f"{RELEASED_DIR}-" if path.parent.name == RELEASED_DIR else ""
-    target = folder / IMPORTED_DIR / f"{prefix}{path.name}.{os.getpid()}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.rename(target)
-    except FileNotFoundError:
-        return None
-    return target
+def _legacy_files(repo_path: Path) -> list[tuple[Path, str]]:
+    """(file, kind) of an older version's quarantine: open records, released ones, the release log."""
+    folder = quarantine_dir(repo_path)
+    found = [(p, "open") for p in sorted(folder.glob("*.parquet"))]
+    found += [(p, "released") for p in sorted((folder / RELEASED_DIR).glob("*.parquet"))]
+    found += [(folder / RELEASES, "releases")] if (folder / RELEASES).is_file() else []
+    return [(p, kind) for p, kind in found if not p.name.endswith(".tmp.parquet")]
 
 
 def _import_parquet(repo_path: Path, db: LineageDB) -> None:
-    folder = quarantine_dir(repo_path)
-    for released, tables in [(False, folder.glob("*.parquet")), (True, (folder / RELEASED_DIR).glob("*.parquet"))]:
-        for path in sorted(p for p in tables if not p.name.endswith(".tmp.parquet")):
-            claimed = _claim(path, folder)
-            if claimed is None:
-                continue
-            frame = pd.read_parquet(claimed)
-            _insert(db, frame.to_dict("records"), released=released)
-            logger.info("imported %d quarantine records from %s into the database", len(frame), path)
-    log = folder / RELEASES
-    if log.is_file() and (claimed := _claim(log, folder)) is not None:
-        for line in claimed.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                log_release(repo_path, json.loads(line), db=db)
+    """Import each legacy file in one transaction with a marker row keyed by the file's content,
+    then delete the file. Two processes importing at once: the second's marker insert conflicts
+    and rolls back, so nothing is imported twice; a kill before the commit imports nothing, and
+    the file is still there for the next run."""
+    for path, kind in _legacy_files(repo_path):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            with db.engine.begin() as conn:
+                conn.execute(quarantine_imports_table.insert(), [{
+                    "project": db.project, "file_sha256": digest, "path": str(path), "at": datetime.now(timezone.utc)}])
+                if kind == "releases":
+                    releases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                    if releases:
+                        conn.execute(quarantine_releases_table.insert(), [_release_row(db.project, r) for r in releases])
+                else:
+                    rows = _rows(db.project, pd.read_parquet(path).to_dict("records"), released=kind == "released")
+                    if rows:
+                        conn.execute(quarantine_table.insert(), rows)
+        except IntegrityError:  # imported already, by another process or before a kill
+            pass
+        path.unlink(missing_ok=True)  # the records are in the database now (and an erasure reaches them there)
+        logger.info("imported the quarantine file %s into the database", path)
 
 
 def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
-def _insert(db: LineageDB, records: Sequence[Mapping[str, Any]], released: bool = False) -> int:
-    rows = [
+def _rows(project: str, records: Sequence[Mapping[str, Any]], released: bool = False) -> list[dict[str, Any]]:
+    return [
         {
-            "project": db.project,
+            "project": project,
             **{c: _text(r.get(c)) for c in RECORD_COLUMNS if c != "at"},
             "at": _utc(r["at"]).to_pydatetime(),
             "released": int(released),
@@ -128,6 +130,10 @@ def _insert(db: LineageDB, records: Sequence[Mapping[str, Any]], released: bool 
         }
         for r in records
     ]
+
+
+def _insert(db: LineageDB, records: Sequence[Mapping[str, Any]]) -> int:
+    rows = _rows(db.project, records)
     if rows:
         with db.engine.begin() as conn:
             conn.execute(quarantine_table.insert(), rows)
@@ -173,8 +179,20 @@ def load_records(repo_path: Path, source: Optional[str] = None, released: bool =
     return records
 
 
-def archive(repo_path: Path, source: str, item_id: str, sha256: str, release: Mapping[str, Any]) -> int:
-    """Mark the open records of one item's content released (they stay as the archive)."""
+def _release_row(project: str, release: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "project": project,
+        "qid": str(release.get("qid") or quarantine_id(release["source"], release["item_id"], release["sha256"])),
+        "source": str(release["source"]), "item_id": str(release["item_id"]), "sha256": str(release["sha256"]),
+        "mode": str(release["mode"]), "expectations_json": json.dumps(list(release.get("expectations") or [])),
+        "note": str(release.get("note", "")), "at": str(release.get("at") or datetime.now(timezone.utc).isoformat()),
+    }
+
+
+def release(repo_path: Path, source: str, item_id: str, sha256: str, record: Mapping[str, Any]) -> int:
+    """Mark the open records of one item's content released (they stay as the archive) and log
+    the release, in one transaction; returns the records released (0: someone released it first,
+    and nothing is logged)."""
     db = _db(repo_path)
     t = quarantine_table
     with db.engine.begin() as conn:
@@ -182,21 +200,13 @@ def archive(repo_path: Path, source: str, item_id: str, sha256: str, release: Ma
             update(t)
             .where(t.c.project == db.project, t.c.source == source, t.c.item_id == item_id, t.c.sha256 == sha256,
                    t.c.released == 0)
-            .values(released=1, release_mode=str(release["mode"]), released_at=str(release["at"]),
-                    release_note=str(release.get("note", "")))
+            .values(released=1, release_mode=str(record["mode"]), released_at=str(record["at"]),
+                    release_note=str(record.get("note", "")))
         )
-    return int(moved.rowcount or 0)
-
-
-def log_release(repo_path: Optional[Path], release: Mapping[str, Any], db: Optional[LineageDB] = None) -> None:
-    db = db or _db(repo_path)
-    with db.engine.begin() as conn:
-        conn.execute(quarantine_releases_table.insert(), [{
-            "project": db.project, "qid": str(release.get("qid") or quarantine_id(release["source"], release["item_id"], release["sha256"])),
-            "source": str(release["source"]), "item_id": str(release["item_id"]), "sha256": str(release["sha256"]),
-            "mode": str(release["mode"]), "expectations_json": json.dumps(list(release.get("expectations") or [])),
-            "note": str(release.get("note", "")), "at": str(release.get("at") or datetime.now(timezone.utc).isoformat()),
-        }])
+        count = int(moved.rowcount or 0)
+        if count:
+            conn.execute(quarantine_releases_table.insert(), [_release_row(db.project, record)])
+    return count
 
 
 def load_releases(repo_path: Path) -> list[dict[str, Any]]:

@@ -729,7 +729,12 @@ class MmMilvusOnlineStore(MilvusOnlineStore):
         view: str = "",
         version: str = "",
     ) -> None:
-        if plan.partition_key and (endpoint.kind == "lite" or full_text.parse_version(full_text.version_number(version) or '0.0.0') < MIN_PARTITION_KEY_VERSION):
+        known = full_text.parse_version(full_text.version_number(version) or "0.0.0") > (0, 0, 0)
+        if not known and plan.partition_key and endpoint.kind != "lite":
+            logger.warning("view %r: Milvus at %s did not say its version; partition key %r needs >= %s",
+                           view, endpoint.address, plan.partition_key, ".".join(map(str, MIN_PARTITION_KEY_VERSION)))
+        if plan.partition_key and (endpoint.kind == "lite"
+                                   or (known and full_text.parse_version(full_text.version_number(version)) < MIN_PARTITION_KEY_VERSION)):
             # measured here: Lite 2.5.1 rejects `pk in [...]` queries on such a collection, and the
             # 2.3.5 server files upserted rows under the wrong partition (filtered searches miss them)
             raise ValueError(
