@@ -42,15 +42,24 @@ def spool_root(sink: Path) -> Path:
     return Path(sink).parent / SPOOL_DIR
 
 
+def _load(path: Path) -> dict:
+    with open(path, "rb") as data:
+        return pickle.load(data)
+
+
+def _items(payload: dict) -> dict[tuple[str, str], Work | Quarantined]:
+    """(item_id, sha256) -> the finished work, or its quarantine record, of one spool file."""
+    found: dict[tuple[str, str], Work | Quarantined] = {(w.row.item_id, w.row.sha256): w for w in payload["kept"]}
+    found.update({(q.work.row.item_id, q.work.row.sha256): q for q in payload["quarantined"]})
+    return found
+
+
 def spooled_items(sink: Path) -> set[tuple[str, str]]:
     """(item_id, sha256) of every item a run in progress (or a killed one) has spooled for the
     source whose parquet is ``sink``, whatever the model version."""
     items: set[tuple[str, str]] = set()
     for path in sorted((spool_root(sink) / Path(sink).stem).glob("*/*.pkl")):
-        with open(path, "rb") as data:
-            payload = pickle.load(data)
-        items |= {(w.row.item_id, w.row.sha256) for w in payload["kept"]}
-        items |= {(q.work.row.item_id, q.work.row.sha256) for q in payload["quarantined"]}
+        items |= set(_items(_load(path)))
     return items
 
 
@@ -62,9 +71,7 @@ def drop_spooled(sinks_folder: Path, sha256s: Sequence[str]) -> int:
     dropped = 0
     for path in sorted((Path(sinks_folder) / SPOOL_DIR).glob("*/*/*.pkl")):
         try:
-            with open(path, "rb") as data:
-                payload = pickle.load(data)
-            shas = {w.row.sha256 for w in payload["kept"]} | {q.work.row.sha256 for q in payload["quarantined"]}
+            shas = {sha for _, sha in _items(_load(path))}
         except Exception:  # unreadable: it could hold anything, and a spool is only a cache
             shas = doomed
         if shas & doomed:
@@ -113,31 +120,24 @@ class Spool:
 
         Only items whose content is unchanged are taken; each comes back with its current manifest
         row. A spool file that cannot be read is skipped with a warning: its items are redone."""
-        kept: dict[tuple[str, str], Work] = {}
-        quarantined: dict[tuple[str, str], Quarantined] = {}
+        finished: dict[tuple[str, str], Work | Quarantined] = {}
         for path in sorted(self.folder.glob("*.pkl")) if self.folder.is_dir() else []:
             try:
-                with open(path, "rb") as data:
-                    payload = pickle.load(data)
+                payload = _load(path)
                 if payload.get("format") != _FORMAT or payload.get("model_version") != self.model_version:
                     raise ValueError(f"spool format {payload.get('format')} for {payload.get('model_version')}")
+                finished.update(_items(payload))
             except Exception as exc:
                 logger.warning("ignoring spool file %s (%s): its items are redone", path, exc)
-                continue
-            for work in payload["kept"]:
-                kept[(work.row.item_id, work.row.sha256)] = work
-            for q in payload["quarantined"]:
-                quarantined[(q.work.row.item_id, q.work.row.sha256)] = q
         done_kept: list[Work] = []
         done_quarantined: list[Quarantined] = []
         rest: list[ManifestRow] = []
         for row in rows:
-            key = (row.item_id, row.sha256)
-            if key in kept:
-                done_kept.append(replace(kept[key], row=row))
-            elif key in quarantined:
-                q = quarantined[key]
-                done_quarantined.append(replace(q, work=replace(q.work, row=row)))
+            done = finished.get((row.item_id, row.sha256))
+            if isinstance(done, Work):
+                done_kept.append(replace(done, row=row))
+            elif isinstance(done, Quarantined):
+                done_quarantined.append(replace(done, work=replace(done.work, row=row)))
             else:
                 rest.append(row)
         if done_kept or done_quarantined:

@@ -8,10 +8,9 @@ files that changed or left the collection are dropped. Every run ends with a sum
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -211,9 +210,11 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
 def _spool_settings(source: EmbeddingSource, encoder: Any, gate: IngestGate, context: RunContext) -> str:
     """What spooled items depend on besides the model: segmentation, content-filter thresholds and
     the quality suites. Other settings after a kill mean other items: nothing is resumed."""
-    thresholds = context.once(("safety_thresholds_hash",), lambda: thresholds_hash(load_thresholds(context.repo_path)))
-    segmentation = json.dumps(asdict(segmentation_for(source, encoder)), sort_keys=True, default=str)
-    return f"{segmentation}|{thresholds}|{gate.suite.version}"
+    # the content filter's own memo keys: the thresholds are read once per run for both
+    thresholds = context.once(("safety_thresholds",), lambda: load_thresholds(context.repo_path))
+    digest = context.once(("safety_thresholds_hash",), lambda: thresholds_hash(thresholds))
+    _, _, segmentation = segment_group(source, encoder)  # the segmentation as canonical JSON
+    return f"{segmentation}|{digest}|{gate.suite.version}"
 
 
 def scan_media(media: MediaSource, repo_path: Optional[Path] = None, context: Optional[RunContext] = None) -> tuple[list[ManifestRow], RunSummary]:
