@@ -96,7 +96,10 @@ def _import_parquet(repo_path: Path, db: LineageDB) -> None:
     and rolls back, so nothing is imported twice; a kill before the commit imports nothing, and
     the file is still there for the next run."""
     for path, kind in _legacy_files(repo_path):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:  # another process imported and deleted it just now
+            continue
         try:
             with db.engine.begin() as conn:
                 conn.execute(quarantine_imports_table.insert(), [{
