@@ -50,6 +50,11 @@ SOUNDS: tuple[str, ...] = (
 )
 SOUND_CAPTIONS: dict[str, str] = {name: "a " + name.replace("_", " ") for name in SOUNDS}
 
+#: The sound that goes with each colour in the audio-visual clips (:func:`write_av_video`): the
+#: pairs the bound audio encoder (mm-feast/clap-bound-clip) was trained on, so a sound finds the
+#: frames of its colour and a frame finds its sound.
+SOUND_FOR_COLOR: dict[str, str] = dict(zip(COLORS, SOUNDS))
+
 #: Sample rate used for all demo audio and for the CLAP feature extractor.
 AUDIO_SAMPLE_RATE = 16000
 VIDEO_FPS = 10

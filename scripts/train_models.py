@@ -225,7 +225,7 @@ class TrainReport:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-def write_report(out_dir: Path, report: TrainReport, notes: str) -> None:
+def write_report(out_dir: Path, report: TrainReport, notes: str, trained_by: str = "scripts/train_models.py") -> None:
     """Write training.json (machine readable) and TRAINING.md (human readable) next to weights."""
     data = asdict(report)
     data["environment"] = {
@@ -240,7 +240,7 @@ def write_report(out_dir: Path, report: TrainReport, notes: str) -> None:
         "",
         notes.strip(),
         "",
-        "Trained from scratch by `scripts/train_models.py` (CPU, fixed seeds).",
+        f"Trained by `{trained_by}` (CPU, fixed seeds).",
         "",
         f"- steps: {report.steps}, batch size: {report.batch_size}, AdamW lr {report.learning_rate}"
         " (warm-up + cosine)",
