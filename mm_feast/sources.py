@@ -304,6 +304,9 @@ class EmbeddingSource(_JsonOptionsSource):
         tags: Optional[dict[str, str]] = None,
         owner: str = "",
         batch_size: Optional[int] = None,
+        generator: Optional[str] = None,
+        generator_settings: Optional[dict[str, Any]] = None,
+        track: Optional[str] = None,
     ):
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"EmbeddingSource '{name}': batch_size must be >= 1, got {batch_size}")
@@ -321,6 +324,15 @@ class EmbeddingSource(_JsonOptionsSource):
         # the model's batch for this source (a big model on a small GPU, a tiny one on a big GPU);
         # None: the engine's batch_size. Out-of-memory batches are halved either way.
         self.batch_size = int(batch_size) if batch_size is not None else None
+        # a generated-text source: ``generator`` (a captioner, "tesseract", "pocketsphinx") writes a
+        # text per segment, and ``model_id`` encodes that text (mm_feast.generators)
+        self.generator = generator or None
+        self.generator_settings = dict(generator_settings or {})
+        # the stream of the item that is segmented, when not its own modality: "audio" is a
+        # video's soundtrack
+        if track not in (None, "", modality) and (modality, track) != ("video", "audio"):
+            raise ValueError(f"EmbeddingSource '{name}': a {modality} item has no {track} track (only video has an audio track)")
+        self.track = track if track and track != modality else None
         super().__init__(
             name=name,
             path=path or f"data/embeddings/{name}.parquet",
@@ -350,7 +362,30 @@ class EmbeddingSource(_JsonOptionsSource):
             "segmentation": segmentation_to_dict(self.segmentation),
             "segments": self.segments.to_spec() if self.segments else None,
             "batch_size": self.batch_size,
+            "generator": self.generator,
+            "generator_settings": self.generator_settings or None,
+            "track": self.track,
         }
+
+    @property
+    def segment_modality(self) -> str:
+        """What the segments are: the source's modality, or the track it reads (a soundtrack's audio)."""
+        return self.track or self.modality
+
+    @property
+    def encoded_modality(self) -> str:
+        """What the model encodes: the generated text, else the segments themselves."""
+        return "text" if self.generator else self.segment_modality
+
+    def encoder(self) -> Any:
+        """The process-wide model of this source: its encoder, or its generator + text encoder."""
+        if self.generator:
+            from mm_feast.generators import get_generated_encoder
+
+            return get_generated_encoder(self.generator, self.generator_settings, self.model_id, self.revision)
+        from mm_feast.encoders import get_encoder
+
+        return get_encoder(self.model_id, self.revision)
 
     @staticmethod
     def from_spec(spec: dict[str, Any]) -> "EmbeddingSource":

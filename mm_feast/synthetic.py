@@ -263,8 +263,10 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) -> str:
-    """Encode RGB frames as an mp4 (yuv420p) with frame i at exactly ``i / fps`` seconds.
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS,
+                soundtrack: Optional[np.ndarray] = None, sample_rate: int = AUDIO_SAMPLE_RATE) -> str:
+    """Encode RGB frames as an mp4 (yuv420p) with frame i at exactly ``i / fps`` seconds, and
+    ``soundtrack`` (mono float samples) as an AAC audio stream when given.
 
     Tries libx264 without B-frames first (so decode order equals presentation order and the
     first PTS is 0), then falls back to mpeg4.  Returns the codec name actually used.
@@ -282,6 +284,8 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) 
                 stream.time_base = Fraction(1, fps)
                 if codec == "libx264":
                     stream.codec_context.max_b_frames = 0
+                # every stream is declared before the first packet is muxed
+                audio: Any = container.add_stream("aac", rate=sample_rate, layout="mono") if soundtrack is not None else None
                 for index, array in enumerate(frames):
                     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
                     frame.pts = index
@@ -290,6 +294,8 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) 
                         container.mux(packet)
                 for packet in stream.encode():
                     container.mux(packet)
+                if audio is not None:
+                    _mux_soundtrack(container, audio, soundtrack, sample_rate)
             return codec
         except Exception as error:  # codec missing in this FFmpeg build: try the next one
             logger.debug("video codec %s failed for %s: %s", codec, path, error)
@@ -297,6 +303,35 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) 
             if path.exists():
                 path.unlink()
     raise RuntimeError(f"could not encode {path} with libx264 or mpeg4: {last_error}")
+
+
+def _mux_soundtrack(container: Any, stream: Any, samples: np.ndarray, sample_rate: int) -> None:
+    """Encode mono float samples into ``stream`` (AAC) of an open output container, from t = 0."""
+    import av
+
+    pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    step = 1024  # AAC frame size
+    for start in range(0, len(pcm), step):
+        frame = av.AudioFrame.from_ndarray(pcm[None, start : start + step], format="flt", layout="mono")
+        frame.sample_rate = sample_rate  # pts left to the encoder: consecutive from t = 0
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def soundtrack_for(events: Sequence[tuple[float, float, str]], sample_rate: int = AUDIO_SAMPLE_RATE,
+                   rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """The soundtrack of a clip whose ``events`` are (start, end, image caption): during each
+    event, the sound of its colour (:data:`SOUND_FOR_COLOR`), so what is heard goes with what is seen."""
+    parts = [render_sound(SOUND_FOR_COLOR[parse_image_caption(caption)[0]], end - start, sample_rate, rng=rng)
+             for start, end, caption in events]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def sound_at(caption_at_t: str) -> str:
+    """The sound caption that plays with an image caption in an audio-visual clip."""
+    return SOUND_CAPTIONS[SOUND_FOR_COLOR[parse_image_caption(caption_at_t)[0]]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,7 +436,8 @@ def write_demo_corpus(out_dir: Path, seed: int = 0) -> list[dict]:
             frames.extend([frame] * frames_per_segment)
             events.append((k * SEGMENT_S, (k + 1) * SEGMENT_S, image_caption(color, shape)))
         path = video_dir / f"video_{index}.mp4"
-        codec = write_video(path, frames, fps=VIDEO_FPS)
+        # the soundtrack goes with the picture: each colour has its sound (SOUND_FOR_COLOR)
+        codec = write_video(path, frames, fps=VIDEO_FPS, soundtrack=soundtrack_for(events))
         logger.debug("wrote %s with %s", path, codec)
         rows.append(
             {

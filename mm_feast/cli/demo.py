@@ -130,14 +130,15 @@ def apply_and_materialize(repo: Path) -> None:
     feast_cli(repo, "materialize-incremental", end)
 
 
-# (query, modalities searched): scores compare only within one model space, so each demo
-# query names the modalities whose model reads it (CLIP: image/video/text, CLAP: audio).
+# (query, modalities searched, views): scores compare only within one model space. Shape words
+# are CLIP's (images, frames, text, and the sounds bound into CLIP's space); sound words are
+# CLAP's, whose own space keeps the sound vocabulary (audio_window_embeddings).
 DEMO_QUERIES = [
-    ("a red circle", ["image", "video"]),
-    ("a blue square", ["video"]),
-    ("a green triangle", ["text"]),
-    ("a rising chirp", ["audio"]),
-    ("a low tone", ["audio"]),
+    ("a red circle", ["image", "video"], None),
+    ("a blue square", ["video"], None),
+    ("a green triangle", ["text"], None),
+    ("a rising chirp", ["audio"], ["audio_window_embeddings"]),
+    ("a low tone", ["audio"], ["audio_window_embeddings"]),
 ]
 
 
@@ -160,9 +161,10 @@ def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
 
     store = open_store(repo)
     search = CrossModalSearch(store)
-    for text, modalities in DEMO_QUERIES:
-        hits = search.search(text, top_k=5, modalities=modalities)
+    for text, modalities, views in DEMO_QUERIES:
+        hits = search.search(text, top_k=5, modalities=None if views else modalities, views=views)
         print_hits(f'text query "{text}" over {"/".join(modalities)}', hits, out)
+    show_shared_space(repo, search, out)
     image = repo / MEDIA_DIR / "images" / "green_triangle_photo.jpg"
     print_hits(f"image query {image.name} -> text blocks", search.search(Query("image", str(image)), views=["text_block_embeddings"], top_k=3), out)
     online = store.get_online_features(
@@ -183,6 +185,29 @@ def run_demo(repo: Path, reset: bool = True, out=sys.stdout) -> None:
         print_lineage(lineage(repo, fused[0].lineage_id), out)
     show_live_feed(search, out)
     show_claims(repo, out)
+
+
+def show_shared_space(repo: Path, search, out=sys.stdout) -> None:
+    """One space for all four modalities: a sound finds the frames where it plays (with each
+    frame's generated caption beside it), and a picture finds the sounds that go with it."""
+    import numpy as np
+
+    from mm_feast.cli.report import print_hits
+    from mm_feast.services.search import Query
+    from mm_feast.synthetic import AUDIO_SAMPLE_RATE, SOUND_CAPTIONS, SOUND_FOR_COLOR, render_sound, write_wav
+
+    sound = SOUND_FOR_COLOR["red"]
+    clip = Path(repo) / "data" / "queries" / "clip.wav"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(clip, render_sound(sound, 1.0, AUDIO_SAMPLE_RATE, rng=np.random.default_rng(11)), AUDIO_SAMPLE_RATE)
+    hits = search.search(Query("audio", str(clip)), views=["video_frame_embeddings"], top_k=5,
+                         features=["video_frame_captions:text"])
+    print_hits(f"sound query {clip.name} ({SOUND_CAPTIONS[sound]}, the sound of red things) -> video frames,"
+               " with each frame's generated caption", hits, out)
+    image = Path(repo) / MEDIA_DIR / "images" / "blue_square.png"
+    hits = search.search(Query("image", str(image)), views=["video_soundtrack_embeddings", "audio_window_clip"], top_k=5)
+    print_hits(f"image query {image.name} -> sounds (soundtracks and audio files; blue goes with"
+               f" {SOUND_CAPTIONS[SOUND_FOR_COLOR['blue']]})", hits, out)
 
 
 #: (name, damage, inconsistent text, stressed call or None for no call, as a video)

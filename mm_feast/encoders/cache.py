@@ -10,13 +10,14 @@ from typing import Optional
 import mm_feast.encoders.clap  # noqa: F401  (registers ClapEncoder)
 import mm_feast.encoders.clip  # noqa: F401  (registers ClipEncoder)
 import mm_feast.encoders.text  # noqa: F401  (registers SentenceEncoder, the default)
+from mm_feast.encoders.bound import BoundAudioEncoder, binding_of
 from mm_feast.encoders.base import Encoder, load_pretrained, pick_device
 from mm_feast.encoders.registry import encoder_class_for
 
 logger = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, Optional[str], str], Encoder] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()  # re-entrant: a bound encoder loads its parent while being loaded
 
 
 @functools.lru_cache(maxsize=256)
@@ -25,6 +26,8 @@ def encoder_class(model_id: str) -> type[Encoder]:
     (read once per model id: search asks it on every query)."""
     from transformers import AutoConfig
 
+    if binding_of(model_id) is not None:  # an audio tower trained into another model's space
+        return BoundAudioEncoder
     config = load_pretrained(AutoConfig, model_id)
     return encoder_class_for(getattr(config, "model_type", ""))
 
@@ -45,4 +48,7 @@ def load_encoder(model_id: str, revision: Optional[str] = None, device: Optional
     as (or contend with) the views' (the content filters' MiniLM)."""
     device = pick_device(device)
     logger.info("Loading encoder %s on %s", model_id, device)
-    return encoder_class(model_id)(model_id, revision, device)
+    encoder = encoder_class(model_id)(model_id, revision, device)
+    if isinstance(encoder, BoundAudioEncoder):  # its space is its parent's: load (or reuse) the parent
+        encoder.bind(get_encoder(encoder.parent_id, None, device))
+    return encoder

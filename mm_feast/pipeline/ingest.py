@@ -18,7 +18,6 @@ from typing import Any, Iterable, Optional
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mm_feast.encoders import get_encoder
 from mm_feast.pipeline.lineage import erased_sha256s, record_ingest
 from mm_feast.core.ids import lineage_id, segment_id  # noqa: F401  (re-exported: old import path)
 from mm_feast.core.schema import ABSENT_FLOAT, ABSENT_INT  # noqa: F401  (re-exported: old import path)
@@ -139,7 +138,7 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
         logger.info(summary.line())
         return summary
 
-    encoder = get_encoder(source.model_id, source.revision)
+    encoder = source.encoder()
     calls_before = encoder.calls
     summary = RunSummary(source=source.name, run_id=run_id, model_version=encoder.version)
     all_rows, scanned = scan_media(source.media, repo_path, context)
@@ -174,7 +173,7 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
                     disable=not context.show_progress)
     run = SourceRun(source, encoder, gate, context, datetime.now(timezone.utc), progress, on_chunk=spool.add)
     runner = context.runner or LocalRunner(chunk_items=context.batch_size)
-    to_checkpoint, after_checkpoint = split_at_checkpoint(segment_stages())
+    to_checkpoint, after_checkpoint = split_at_checkpoint(segment_stages(generated=bool(source.generator)))
     encoded, refused = runner.run(to_checkpoint, [Work(r) for r in todo], run)
     run.on_chunk = None
     order = {r.item_id: i for i, r in enumerate(rows)}  # the manifest's order, as in an unbroken run

@@ -68,6 +68,11 @@ def preprocess_config(source: EmbeddingSource, encoder: Any) -> dict[str, Any]:
         "model_sample_rate": getattr(encoder, "sample_rate", None),
         "encoder_class": type(encoder).__name__,
         "processor": _processor_config(encoder),
+        **({"track": source.track} if source.track else {}),
+        # a generated-text view: the generator (id, engine version, settings, decoding) is part of
+        # the transformation; a bound encoder: the frozen model whose space it was trained into
+        **({"generator": encoder.generator.describe()} if getattr(encoder, "generator", None) else {}),
+        **({"bound_to": encoder.parent_model} if getattr(encoder, "parent_model", None) else {}),
     }
 
 
@@ -133,11 +138,10 @@ def record_ingest(repo_path: Optional[Path], source: EmbeddingSource, rows: pd.D
     """Write lineage for rows just appended to ``source``'s parquet (segment or pooled item rows)."""
     if rows is None or rows.empty:
         return 0
-    from mm_feast.encoders import get_encoder
 
     started = time.perf_counter()
     db = LineageDB.for_repo(repo_path)
-    encoder = get_encoder(source.model_id, source.revision)
+    encoder = source.encoder()
     sample_rate = getattr(encoder, "sample_rate", None)
     config = preprocess_config(source, encoder)
     records: list[LineageRecord] = []

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from mm_feast.core.errors import UserError
-from mm_feast.encoders import get_encoder
 from mm_feast.pipeline.context import RunContext
 from mm_feast.pipeline.runner import StageRunner, run_chain
 from mm_feast.pipeline.stage import Quarantined, SourceRun, Stage, Work
@@ -119,10 +118,10 @@ def decode_chunk(stages: Sequence[Stage], carried: Carried, spec: RemoteRun, fac
 class EncoderActor:
     """A Ray actor: one encoder, loaded once, that runs the "model" stages of chunk after chunk."""
 
-    def __init__(self, model_id: str, revision: Optional[str], version: str):
-        self.encoder = get_encoder(model_id, revision)
+    def __init__(self, source: EmbeddingSource, version: str):
+        self.encoder = source.encoder()  # its encoder, or its generator with the text encoder
         if self.encoder.version != version:  # other weights or code on this worker: never mix them
-            raise RuntimeError(f"the worker's {model_id} is version {self.encoder.version}, the driver's is {version}")
+            raise RuntimeError(f"the worker's {source.model_id} is version {self.encoder.version}, the driver's is {version}")
 
     def run(self, stages: Sequence[Stage], carried: Carried, spec: RemoteRun) -> Carried:
         return run_remote_stages(stages, carried, spec, self.encoder)
@@ -152,7 +151,7 @@ class RayRunner(StageRunner):
         self.options = options
         self.chunk_items = max(1, int(chunk_items))
         self._started: Optional[bool] = None
-        self._actors: dict[tuple[str, Optional[str], str], list[Any]] = {}
+        self._actors: dict[tuple[str, str, str], list[Any]] = {}  # (generator, model, version) -> actors
 
     def _ray(self) -> Any:
         if self._started is None:
@@ -184,7 +183,7 @@ class RayRunner(StageRunner):
         """The actors of this source's model. Pools of other models are ended first when the
         cluster cannot hold both beside a decode task: idle actors holding every CPU would leave
         the decode tasks waiting for ever."""
-        key = (source.model_id, source.revision, version)
+        key = (source.generator or "", source.model_id, version)
         if key not in self._actors:
             ray = self._ray()
             o = self.options
@@ -196,12 +195,12 @@ class RayRunner(StageRunner):
                                     or (len(self._actors) + 1) * per_pool[1] > spare_gpus):
                 self._end_pool(next(iter(self._actors)))
             actor_class = ray.remote(num_cpus=o.cpus_per_actor, num_gpus=o.gpus_per_actor)(EncoderActor)
-            self._actors[key] = [actor_class.remote(source.model_id, source.revision, version) for _ in range(o.encode_actors)]
+            self._actors[key] = [actor_class.remote(source, version) for _ in range(o.encode_actors)]
         else:  # most recently used last: the first one is the one to end
             self._actors[key] = self._actors.pop(key)
         return self._actors[key]
 
-    def _end_pool(self, key: tuple[str, Optional[str], str]) -> None:
+    def _end_pool(self, key: tuple[str, str, str]) -> None:
         import ray
 
         for actor in self._actors.pop(key):

@@ -4,7 +4,7 @@ the columns of the one row schema (``mm_feast.core.schema``) plus the vector, ti
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -49,7 +49,8 @@ def worst_safety(values: Sequence[Any]) -> str:
 
 
 def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any, run_id: str, now: datetime,
-                safety: str = "") -> dict[str, Any]:
+                safety: str = "", modality: Optional[str] = None) -> dict[str, Any]:
+    """``modality`` is the segment's own (a soundtrack window of a video is audio), else the item's."""
     loc = seg.locator
     position = loc.position()
     values = {
@@ -57,7 +58,7 @@ def segment_row(row: ManifestRow, seg: Segment, vector: np.ndarray, encoder: Any
         "item_id": row.item_id,
         "uri": row.uri,
         "sha256": row.sha256,
-        "modality": row.modality,
+        "modality": modality or row.modality,
         "position": position,
         "start_s": loc.start_s,
         "end_s": loc.end_s,

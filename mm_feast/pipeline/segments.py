@@ -20,7 +20,7 @@ def segmentation_for(source: EmbeddingSource, encoder: Any) -> SegmentationConfi
 
 def segment_group(source: EmbeddingSource, encoder: Any) -> tuple[str, str, str]:
     """Views whose items decode to the same segments: (media source, modality, segmentation)."""
-    return (source.media.name, source.modality, json.dumps(asdict(segmentation_for(source, encoder)), sort_keys=True))
+    return (source.media.name, source.segment_modality, json.dumps(asdict(segmentation_for(source, encoder)), sort_keys=True))
 
 
 def segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Any, context: Optional[RunContext] = None) -> list[Segment]:
@@ -32,5 +32,5 @@ def segments_for(row: ManifestRow, source: EmbeddingSource, encoder: Any, contex
         (group, row.uri, row.sha256),
         uses,
         lambda: segment_file(context.read(row.uri) if context is not None else row.uri,
-                             modality=row.modality, config=config, sha256=row.sha256),
+                             modality=source.segment_modality, config=config, sha256=row.sha256),
     )

@@ -12,15 +12,19 @@ from mm_feast.pipeline.stage import Stage
 from mm_feast.pipeline.stages.content_filter import ContentFilter
 from mm_feast.pipeline.stages.embedding_gate import EmbeddingGate
 from mm_feast.pipeline.stages.encode import Encode
+from mm_feast.pipeline.stages.generate import Generate
 from mm_feast.pipeline.stages.media_gate import MediaGate
 from mm_feast.pipeline.stages.segment import Segment
 
 
-def segment_stages() -> list[Stage]:
+def segment_stages(generated: bool = False) -> list[Stage]:
+    """``generated``: a generated-text source, whose generator writes each segment's text before
+    the text is encoded (mm_feast.pipeline.stages.generate)."""
     return [
         MediaGate(),
         ContentFilter(),
         Segment(),
+        *([Generate()] if generated else []),
         Encode(),
         EmbeddingGate(),
     ]

@@ -33,7 +33,6 @@ from feast.repo_config import FeastConfigBaseModel
 from tqdm.auto import tqdm
 
 from mm_feast.core.errors import UserError
-from mm_feast.encoders import get_encoder
 from mm_feast.pipeline.ingest import RunSummary, ensure_embeddings, scan_media, segment_group, source_rows
 from mm_feast.stores.lineage import LineageDB
 from mm_feast.pipeline.context import RunContext
@@ -185,7 +184,7 @@ def current_rows(rows: pd.DataFrame, view: FeatureView, repo_path: Path, end_tim
         return rows, 0
     source = view.batch_source
     if "model_version" in rows:
-        version = pinned_model_version(repo_path, view.name) or get_encoder(source.model_id, source.revision).version
+        version = pinned_model_version(repo_path, view.name) or source.encoder().version
         rows = rows[rows["model_version"] == version]
     end = pd.Timestamp(end_time)
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
@@ -202,7 +201,7 @@ def _count_segment_consumers(context: RunContext, views: Sequence[Any]) -> None:
     for view in views:
         source = view.batch_source
         if isinstance(source, EmbeddingSource) and source.granularity == "segment":
-            group = segment_group(source, get_encoder(source.model_id, source.revision))
+            group = segment_group(source, source.encoder())
             groups[group] = groups.get(group, 0) + 1
     for group, n in groups.items():
         context.put(("segment_consumers", group), n)

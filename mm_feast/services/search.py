@@ -356,7 +356,7 @@ class CrossModalSearch:
         targets = []
         for view in self._views(views):
             source = view.batch_source
-            if filters.modalities and source.modality not in filters.modalities:
+            if filters.modalities and source.segment_modality not in filters.modalities:  # a soundtrack is audio
                 continue
             lacking = {c.field for c in filters.where} - {f.name for f in view.features}
             if lacking and not views:  # a condition on a field the view lacks leaves the view out
@@ -365,15 +365,18 @@ class CrossModalSearch:
                 if views:
                     raise no_full_text(view.name)
                 continue
+            bridge = None
             if mode != "keyword" and query.kind not in encoder_class(source.model_id).modalities:
-                if views:
-                    raise InvalidArgument(f"view '{view.name}' ({source.model_id}) cannot take a {query.kind} query")
-                continue
+                bridge = self._encoder_in_space_of(view, query.kind, filters.model_version)
+                if bridge is None:
+                    if views:
+                        raise InvalidArgument(f"view '{view.name}' ({source.model_id}) cannot take a {query.kind} query")
+                    continue
             if mode == "keyword":
                 targets.append(_Target(view, self._served_version(view, filters.model_version)))
                 continue
             encoder = query_encoder(self.store, view, filters.model_version)
-            targets.append(_Target(view, encoder.version, encoder))
+            targets.append(_Target(view, encoder.version, bridge or encoder))
         if not targets:
             if not self.embedding_views():
                 raise InvalidArgument(
@@ -387,6 +390,19 @@ class CrossModalSearch:
                 raise InvalidArgument(f"no embedding view in this repo has a full-text field for {mode} search")
             raise InvalidArgument(f"no embedding view in this repo takes a {query.kind} query")
         return targets
+
+    def _encoder_in_space_of(self, view: FeatureView, kind: str, model_version: Optional[str]) -> Optional[Encoder]:
+        """Another view's encoder that takes ``kind`` and puts it in ``view``'s space (an audio
+        tower bound into CLIP's space encodes a sound query for a CLIP frame view), or None."""
+        from mm_feast.encoders.cache import encoder_class
+
+        space = query_encoder(self.store, view, model_version).space
+        for other in self.embedding_views():
+            if other.name != view.name and kind in encoder_class(other.batch_source.model_id).modalities:
+                encoder = query_encoder(self.store, other)
+                if encoder.space == space and encoder.supports(kind):
+                    return encoder
+        return None
 
     def _served_version(self, view: FeatureView, model_version: Optional[str]) -> str:
         served = served_version(self.store, view.name, view, cached=True)

@@ -82,7 +82,7 @@ def query_encoder(store: Any, view: Any, model_version: Optional[str] = None) ->
     source = view.batch_source
     pinned = cached_pin(store.repo_path, view.name, cached=True)
     if pinned is None:
-        encoder = get_encoder(source.model_id, source.revision)
+        encoder = source.encoder()
         served = encoder.version
     else:
         encoder = get_encoder(pinned.model_id, pinned.model_revision)
@@ -115,9 +115,7 @@ def served_version(store: Any, view_name: str, view: Any = None, cached: bool = 
     pinned = cached_pin(store.repo_path, view_name, cached=cached)
     if pinned is not None:
         return pinned.model_version
-    from mm_feast.encoders import get_encoder
-
-    return get_encoder(view.batch_source.model_id, view.batch_source.revision).version
+    return view.batch_source.encoder().version
 
 
 def _offline_rows(store: Any, view: Any) -> pd.DataFrame:

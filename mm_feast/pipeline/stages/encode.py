@@ -20,7 +20,7 @@ class Encode(Stage):
     checkpoint = True  # the costly part is done: a killed run resumes after it
 
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
-        modality = run.source.modality
+        modality = run.source.encoded_modality
         batch_size = getattr(run.source, "batch_size", None) or run.context.batch_size  # per encoder, else the engine's
         segments = [s for w in works for s in w.segments]
         vectors = None
@@ -43,7 +43,7 @@ class Encode(Stage):
                     quarantined.append(Quarantined(work, "encode", f"model failed: {exc}"))
                     continue
             work.rows = [
-                segment_row(work.row, seg, np.asarray(v), run.encoder, run.context.run_id, run.now, work.safety)
+                segment_row(work.row, seg, np.asarray(v), run.encoder, run.context.run_id, run.now, work.safety, run.source.segment_modality)
                 for seg, v in zip(work.segments, item_vectors)
             ]
             work.segments = []  # decoded data is not needed past this point

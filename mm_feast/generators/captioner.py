@@ -1,0 +1,50 @@
+"""Captions from an image-to-text transformers model (``VisionEncoderDecoderModel`` and the like):
+every image and sampled video frame gets a sentence. Decoding settings come from the model's
+generation config and the view's settings, and are recorded."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from mm_feast.encoders.base import load_pretrained, pick_device, weights_version
+from mm_feast.generators.base import Generator, register
+
+
+@register(default=True)
+class Captioner(Generator):
+    kind = "caption"
+    modalities = ("image", "video")
+
+    def __init__(self, generator_id: str, settings: Optional[Mapping[str, Any]] = None, device: Optional[str] = None):
+        super().__init__(generator_id, settings)
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, VisionEncoderDecoderModel
+
+        self.device = pick_device(device)
+        try:
+            self.model = load_pretrained(VisionEncoderDecoderModel, generator_id)
+        except Exception:  # other image-to-text families (BLIP-style) load through the auto class
+            self.model = load_pretrained(AutoModelForImageTextToText, generator_id)
+        self.model = self.model.to(self.device).eval()
+        self.image_processor = load_pretrained(AutoImageProcessor, generator_id)
+        self.tokenizer = load_pretrained(AutoTokenizer, generator_id)
+        saved = self.model.generation_config.to_diff_dict() if self.model.generation_config else {}
+        self.decoding = {k: saved[k] for k in ("num_beams", "do_sample", "max_new_tokens") if k in saved}
+        self.decoding.update({k: v for k, v in self.settings.items() if v is not None})
+
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        return {"num_beams": None, "do_sample": None, "max_new_tokens": None}  # None: the model's own
+
+    def engine_version(self) -> str:
+        return weights_version(self.model_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "decoding": dict(self.decoding)}
+
+    def _generate(self, modality: str, items: list[Any]) -> list[str]:
+        import torch
+
+        pixels = self.image_processor(images=items, return_tensors="pt")["pixel_values"].to(self.device)
+        with torch.inference_mode():
+            ids = self.model.generate(pixel_values=pixels, **self.decoding)
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
