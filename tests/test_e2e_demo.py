@@ -222,3 +222,97 @@ def test_live_feed_seconds_are_labelled_from_their_frames_and_sound(demo: Demo):
     # chance is 1/24 (visual) and 1/6 (acoustic); measured 0.88-0.95 and 1.0 on fresh seeds
     assert visual >= 0.8 and acoustic >= 0.9, (visual, acoustic)
     assert all(1 <= label.visual_votes <= label.top_k and 1 <= label.acoustic_votes <= label.top_k for label in labels)
+
+
+# ---- one shared space for all four modalities, and generated captions (issue 12) ----------
+
+
+def _colour_at(caption: str, t: float) -> str:
+    from mm_feast.synthetic import caption_at, parse_image_caption
+
+    return parse_image_caption(caption_at(caption, t))[0]
+
+
+def _held_out_clips(folder: Path, seed: int = 99, clips: int = 2):
+    """Fresh audio-visual clips (never stored): per clip, each second's frame as PNG and its 1 s of
+    soundtrack as WAV, with the colour on screen (what the sound goes with)."""
+    from PIL import Image
+
+    from mm_feast.synthetic import AUDIO_SAMPLE_RATE, COLORS, SHAPES, image_caption, render_shape, soundtrack_for, write_wav
+
+    rng = np.random.default_rng(seed)
+    frames, sounds = [], []
+    for clip in range(clips):
+        for second in range(3):
+            colour, shape = COLORS[rng.integers(len(COLORS))], SHAPES[rng.integers(len(SHAPES))]
+            png = folder / f"clip{clip}_{second}.png"
+            Image.fromarray(render_shape(colour, shape, size=64, rng=rng)).save(png)
+            wav = folder / f"clip{clip}_{second}.wav"
+            write_wav(wav, soundtrack_for([(0.0, 1.0, image_caption(colour, shape))], rng=rng), AUDIO_SAMPLE_RATE)
+            frames.append((png, colour))
+            sounds.append((wav, colour))
+    return frames, sounds
+
+
+def test_a_held_out_sound_finds_the_frames_where_it_plays_and_a_frame_finds_its_sound(demo: Demo, tmp_path: Path):
+    videos = demo.truth("video")
+    frames, sounds = _held_out_clips(tmp_path)
+    found = 0
+    for wav, colour in sounds:  # audio -> frames, through the bound encoder, searched in CLIP's frame view
+        hits = demo.search.search(Query("audio", str(wav)), views=["video_frame_embeddings"], top_k=5)
+        found += any(_colour_at(videos[h.item_id]["caption"], h.start_s) == colour for h in hits)
+    assert found / len(sounds) >= 0.8, f"audio -> frame recall@5 {found}/{len(sounds)}"
+    found = 0
+    for png, colour in frames:  # frame -> sounds: windows of the videos' soundtracks
+        hits = demo.search.search(Query("image", str(png)), views=["video_soundtrack_embeddings"], top_k=5)
+        assert all(h.modality == "audio" for h in hits)
+        # a window hears the colours on screen during it (a window across a cut hears two)
+        found += any(colour in {_colour_at(videos[h.item_id]["caption"], t) for t in (h.start_s, h.end_s - 1e-3)} for h in hits)
+    assert found / len(frames) >= 0.8, f"frame -> audio recall@5 {found}/{len(frames)}"
+
+
+def test_one_search_across_all_four_modalities_runs_in_one_space(demo: Demo, tmp_path: Path):
+    _, sounds = _held_out_clips(tmp_path, clips=1)
+    views = ["image_embeddings", "video_frame_embeddings", "video_soundtrack_embeddings", "audio_window_clip", "text_block_embeddings"]
+    hits = demo.search.search(Query("audio", str(sounds[0][0])), views=views, top_k=30)
+    assert len({h.space for h in hits}) == 1  # no fusion across spaces: scores are the one space's cosines
+    assert {h.modality for h in hits} >= {"image", "video", "audio"}
+    assert all(h.scores.get("vector") == h.score for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_frame_captions_are_features_that_trace_back_to_their_frame(demo: Demo):
+    from mm_feast.lineage import LineageDB
+
+    videos = demo.truth("video")
+    rows = pd.read_parquet(demo.repo / "data/embeddings/video_frame_captions_source.parquet")
+    frames = pd.read_parquet(demo.repo / "data/embeddings/video_frame_embeddings_source.parquet")
+    assert set(rows.segment_id) == set(frames.segment_id)  # one caption per sampled frame
+    from mm_feast.synthetic import caption_at
+
+    exact = [row.text == caption_at(videos[row.item_id]["caption"], row.start_s) for row in rows.itertuples()]
+    assert np.mean(exact) >= 0.9, f"caption exact match {sum(exact)}/{len(exact)}"
+    row = rows.sort_values("segment_id").iloc[2]
+    online = demo.store.get_online_features(features=["video_frame_captions:text", "video_frame_captions:lineage_id"],
+                                            entity_rows=[{"segment_id": row.segment_id}]).to_dict()
+    assert online["text"] == [row.text] and online["lineage_id"] == [row.lineage_id]
+    history = demo.store.get_historical_features(
+        entity_df=pd.DataFrame({"segment_id": [row.segment_id], "event_timestamp": [pd.Timestamp.now(tz="UTC")]}),
+        features=["video_frame_captions:text"]).to_df()
+    assert list(history.text) == [row.text]
+    db = LineageDB.for_repo(demo.repo)
+    [record] = [r for r in db.by_view("video_frame_captions") if r.lineage_id == row.lineage_id]
+    [parent] = record.parents
+    assert parent.is_raw and parent.uri == row.uri and parent.start_s == row.start_s and parent.modality == "video"
+    config = db.preprocess_config(record.encoder.preprocess_hash)
+    assert config["generator"]["id"] == "mm-feast/caption-shapes" and config["generator"]["kind"] == "caption"
+    assert config["generator"]["decoding"] == {"num_beams": 1, "do_sample": False, "max_new_tokens": 8}
+    bound = db.preprocess_config(db.by_view("video_soundtrack_embeddings")[0].encoder.preprocess_hash)
+    assert bound["bound_to"].startswith("mm-feast/clip-shapes@") and bound["track"] == "audio"
+
+
+def test_generated_captions_are_searchable_by_keyword(demo: Demo, request):
+    if "server" in request.node.callspec.id:
+        pytest.skip("the Milvus 2.3 server has no BM25 (keyword search needs 2.5): tested on Lite")
+    hits = demo.search.search("red cross", mode="keyword", views=["video_frame_captions", "image_captions"], top_k=5)
+    assert hits and all("red" in h.text and "cross" in h.text for h in hits[:2])

@@ -197,15 +197,17 @@ def test_changing_one_file_keeps_the_old_record_adds_a_new_one_and_reencodes_onl
 def test_impacted_delete_removes_exactly_the_derived_rows_online_and_offline(demo: Demo):
     image = demo.repo / "data" / "media" / "images" / "blue_cross.png"
     report_blocks = sorted(demo.rows("text_block_embeddings").query("item_id == 'txt_0'").segment_id)
-    before = {v: len(demo.rows(v)) for v in [*SEGMENT_VIEWS, "report_context", "video_embeddings", "audio_embeddings"]}
+    before = {v: len(demo.rows(v)) for v in [*SEGMENT_VIEWS, "report_context", "video_embeddings", "audio_embeddings", "image_captions"]}
 
     listing = mm_feast_cli("impacted", str(image), "--repo", str(demo.repo))
     assert "img_blue_cross#whole" in listing and all(k in listing for k in report_blocks)
     out = mm_feast_cli("impacted", str(image), "--delete", "--reason", "test erasure", "--repo", str(demo.repo))
-    assert "erased: 6 records, 6 offline rows, 6 online rows" in out, out
+    assert "erased: 7 records, 7 offline rows, 7 online rows" in out, out  # its vector, its caption, 5 fused blocks
 
     after = {v: len(demo.rows(v)) for v in before}
-    assert after == {**before, "image_embeddings": before["image_embeddings"] - 1, "report_context": before["report_context"] - 5}
+    assert after == {**before, "image_embeddings": before["image_embeddings"] - 1, "report_context": before["report_context"] - 5,
+                     "image_captions": before["image_captions"] - 1}
+    assert "img_blue_cross" not in set(demo.rows("image_captions").item_id)  # erasing an image erases its caption
     assert "img_blue_cross" not in set(demo.rows("image_embeddings").item_id)
     assert demo.online("image_embeddings", ["img_blue_cross#whole"], ["lineage_id"])["lineage_id"] == [None]
     assert demo.online("report_context", report_blocks, ["lineage_id"])["lineage_id"] == [None] * 5
@@ -214,7 +216,7 @@ def test_impacted_delete_removes_exactly_the_derived_rows_online_and_offline(dem
     assert "img_blue_cross" not in {h.item_id for h in search.search("a blue cross", views=["image_embeddings"], top_k=30)}
     assert "txt_0" not in {h.item_id for h in search.search("a blue cross", views=["report_context"], top_k=30)}
     [audit] = demo.db.erasures()
-    assert (audit.records, audit.offline_rows, audit.online_rows, audit.reason) == (6, 6, 6, "test erasure")
+    assert (audit.records, audit.offline_rows, audit.online_rows, audit.reason) == (7, 7, 7, "test erasure")
     assert all(r.erasure_id == audit.erasure_id for r in demo.db.derived_from_file(uri=str(image.resolve())))
 
     # materializing again must not bring the erased content back

@@ -1,0 +1,54 @@
+"""Generators on their own: the bundled captioner's accuracy on fresh renders, an OCR round trip
+through Tesseract, and the settings and version rules every generator follows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mm_feast.generators import get_generated_encoder, get_generator
+from mm_feast.synthetic import COLORS, IMAGE_CAPTIONS, SHAPES, render_shape
+
+CAPTIONER = "mm-feast/caption-shapes"
+
+
+def test_the_captioner_writes_the_exact_caption_of_freshly_rendered_shapes():
+    rng = np.random.default_rng(2024)  # seeds the training never used
+    labels = np.repeat(np.arange(len(IMAGE_CAPTIONS)), 5)
+    images = [render_shape(COLORS[i // len(SHAPES)], SHAPES[i % len(SHAPES)], size=64, rng=rng) for i in labels]
+    captions = get_generator(CAPTIONER).generate("image", images)
+    exact = np.mean([c == IMAGE_CAPTIONS[i] for c, i in zip(captions, labels)])
+    assert exact >= 0.9, f"exact match {exact:.3f}"
+
+
+def test_a_generator_version_covers_its_settings_and_the_text_encoder():
+    plain = get_generated_encoder(CAPTIONER, None, "mm-feast/clip-shapes")
+    beams = get_generated_encoder(CAPTIONER, {"num_beams": 2}, "mm-feast/clip-shapes")
+    other_encoder = get_generated_encoder(CAPTIONER, None, "sentence-transformers/all-MiniLM-L6-v2")
+    assert len({plain.version, beams.version, other_encoder.version}) == 3
+    assert beams.generator.describe()["decoding"]["num_beams"] == 2
+    assert plain.space == plain.text_encoder.space  # captions are searched in the text encoder's space
+    with pytest.raises(ValueError, match="unknown settings"):
+        get_generator(CAPTIONER, {"temperature": 0.7})
+
+
+def test_ocr_reads_text_rendered_into_an_image():
+    from mm_feast.media.ocr import unavailable_reason
+
+    if unavailable_reason():
+        pytest.skip(f"OCR needs Tesseract: {unavailable_reason()}")
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.new("RGB", (360, 120), (250, 250, 245))
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=30)
+    draw.text((12, 14), "INVOICE 4471", fill=(10, 10, 10), font=font)
+    draw.text((12, 64), "paid in full", fill=(10, 10, 10), font=font)
+    [text] = get_generator("tesseract").generate("image", [np.asarray(picture)])
+    assert text.split() == ["INVOICE", "4471", "paid", "in", "full"]
+    assert get_generator("tesseract").describe()["engine_version"].startswith("tesseract ")
+
+
+def test_a_generator_refuses_a_modality_it_cannot_read():
+    with pytest.raises(ValueError, match="reads image, video, not audio"):
+        get_generator(CAPTIONER).generate("audio", [np.zeros(16000, dtype=np.float32)])
