@@ -20,6 +20,7 @@ class Captioner(Generator):
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, VisionEncoderDecoderModel
 
         self.device = pick_device(device)
+        self._weights_version = weights_version(generator_id)  # hashes the files: once, not per describe()
         try:
             self.model = load_pretrained(VisionEncoderDecoderModel, generator_id)
         except Exception:  # other image-to-text families (BLIP-style) load through the auto class
@@ -36,7 +37,7 @@ class Captioner(Generator):
         return {"num_beams": None, "do_sample": None, "max_new_tokens": None}  # None: the model's own
 
     def engine_version(self) -> str:
-        return weights_version(self.model_id)
+        return self._weights_version
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "decoding": dict(self.decoding)}
