@@ -47,3 +47,18 @@ def measure(name: str, fn: Callable[[int], object], repeats: int, warmup: int = 
 
 
 LATENCY_HEADER = "| what | p50 ms | p95 ms | p99 ms | throughput /s | notes |\n|---|---|---|---|---|---|"
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Word-level edit distance over the whole set, divided by the reference word count."""
+    errors = words = 0
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        ref, hyp = reference.split(), hypothesis.split()
+        row = list(range(len(hyp) + 1))
+        for i, r in enumerate(ref, 1):
+            previous, row[0] = row[0], i
+            for j, h in enumerate(hyp, 1):
+                previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+        errors += row[-1]
+        words += len(ref)
+    return errors / max(words, 1)

@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# Debian packages: Chromium for the `feast ui` browser test, Tesseract for the OCR content filter,
-# PostgreSQL for the registry and lineage tests
+# Debian packages: Chromium for the `feast ui` browser test, Tesseract for the OCR content filter
+# and OCR views, espeak-ng for the speech the transcript tests hear, PostgreSQL for the registry
+# and lineage tests
 bash scripts/install_debian.sh chromium /usr/bin/chromium chromium
 bash scripts/install_debian.sh tesseract /usr/bin/tesseract tesseract-ocr tesseract-ocr-eng
+bash scripts/install_debian.sh espeak-ng /usr/bin/espeak-ng espeak-ng
 # PostgreSQL for the SQL registry and lineage tests: a throwaway cluster on 127.0.0.1
 initdb_bin=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 || true)
 bash scripts/install_debian.sh postgresql "${initdb_bin:-/usr/lib/postgresql/15/bin/initdb}" postgresql

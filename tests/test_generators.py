@@ -52,3 +52,17 @@ def test_ocr_reads_text_rendered_into_an_image():
 def test_a_generator_refuses_a_modality_it_cannot_read():
     with pytest.raises(ValueError, match="reads image, video, not audio"):
         get_generator(CAPTIONER).generate("audio", [np.zeros(16000, dtype=np.float32)])
+
+
+def test_a_transcript_vocabulary_is_checked_against_the_dictionary_and_is_part_of_the_version():
+    general = get_generator("pocketsphinx")
+    domain = get_generator("pocketsphinx", {"vocabulary": ["Open", "the", "door", "door"]})
+    assert domain.settings["vocabulary"] == ["door", "open", "the"]  # one canonical form
+    assert general.version != domain.version
+    assert get_generator("pocketsphinx", {"vocabulary": ["the", "open", "door"]}).version == domain.version
+    with pytest.raises(ValueError, match=r"not in PocketSphinx's en-US dictionary: \['qzxv'\]"):
+        get_generator("pocketsphinx", {"vocabulary": ["open", "qzxv"]})
+    with pytest.raises(ValueError, match="must be a non-empty list of words"):
+        get_generator("pocketsphinx", {"vocabulary": "open the door"})
+    with pytest.raises(ValueError, match="not single words"):
+        get_generator("pocketsphinx", {"vocabulary": ["open door"]})

@@ -8,13 +8,15 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, TypeVar
 
+from mm_feast.core.errors import InvalidArgument, UserError
+
 T = TypeVar("T")
 
 _BY_ID: dict[str, Any] = {}
 _DEFAULT: list[Any] = []
 
 
-class GeneratorUnavailable(RuntimeError):
+class GeneratorUnavailable(UserError, RuntimeError):
     """The generator cannot run on this machine (a missing binary or package); says which."""
 
 
@@ -57,7 +59,7 @@ class Generator(ABC):
         self.settings = {**self.default_settings(), **dict(settings or {})}
         unknown = set(self.settings) - set(self.default_settings())
         if unknown:
-            raise ValueError(f"generator {generator_id}: unknown settings {sorted(unknown)}; "
+            raise InvalidArgument(f"generator {generator_id}: unknown settings {sorted(unknown)}; "
                              f"it takes {sorted(self.default_settings())}")
         self.calls = 0
         self.sample_rate: Optional[int] = None
@@ -82,7 +84,7 @@ class Generator(ABC):
 
     def generate(self, modality: str, items: Sequence[Any]) -> list[str]:
         if modality not in self.modalities:
-            raise ValueError(f"generator {self.model_id} reads {', '.join(self.modalities)}, not {modality}")
+            raise InvalidArgument(f"generator {self.model_id} reads {', '.join(self.modalities)}, not {modality}")
         if not items:
             return []
         self.calls += 1

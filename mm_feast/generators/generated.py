@@ -14,6 +14,7 @@ import numpy as np
 import mm_feast.generators.captioner  # noqa: F401  (registers Captioner, the default)
 import mm_feast.generators.ocr  # noqa: F401  (registers TesseractOcr)
 import mm_feast.generators.transcript  # noqa: F401  (registers PocketSphinxTranscriber)
+from mm_feast.core.errors import InvalidArgument
 from mm_feast.encoders import get_encoder
 from mm_feast.encoders.base import Encoder, pick_device
 from mm_feast.generators.base import Generator, generator_class_for, settings_json
@@ -29,7 +30,7 @@ class GeneratedTextEncoder:
 
     def __init__(self, generator: Generator, text_encoder: Encoder):
         if not text_encoder.supports("text"):
-            raise ValueError(f"model '{text_encoder.model_id}' cannot encode text, so it cannot embed {generator.model_id}'s output")
+            raise InvalidArgument(f"model '{text_encoder.model_id}' cannot encode text, so it cannot embed {generator.model_id}'s output")
         self.generator = generator
         self.text_encoder = text_encoder
         self.model_id = text_encoder.model_id

@@ -157,7 +157,9 @@ class MmLocalComputeEngine(LocalComputeEngine):
                 f"(the earliest event time is {rows[TIMESTAMP_FIELD].min()}); materialize up to a later time"
             )
         version = config.entity_key_serialization_version
-        pks = [entity_key_hex(join_key, str(k), version) for k in current[join_key]]
+        # every row erased or deleted: the parquet may hold no columns at all, and nothing is served
+        keys = current[join_key].astype(str).tolist() if len(current) else []
+        pks = [entity_key_hex(join_key, k, version) for k in keys]
         online = store.served_rows(config, view)
         lineage = current["lineage_id"].astype(str).tolist() if "lineage_id" in current else [None] * len(pks)
         changed = [i for i, (pk, lid) in enumerate(zip(pks, lineage)) if online.get(pk, "\0") != lid]
@@ -166,7 +168,7 @@ class MmLocalComputeEngine(LocalComputeEngine):
         table = pa.Table.from_pandas(frame[[c for c in frame.columns if c in _wanted(view)]], preserve_index=False)
         store.write_current(config, view, online_rows(table, view), delete_pks=stale)
         LineageDB.for_repo(Path(config.repo_path or ".")).retire_unserved(
-            view.name, set(zip(current[join_key].astype(str), lineage)), datetime.now(timezone.utc)
+            view.name, set(zip(keys, lineage)), datetime.now(timezone.utc)
         )
         return Served(view.name, rows=len(current), written=len(changed), deleted=len(stale), not_yet_valid=not_yet)
 
