@@ -43,6 +43,7 @@ def _write_inbox(inbox: Path) -> None:
     draw.text((12, 14), "INVOICE 4471", fill=(10, 10, 10), font=font)
     draw.text((12, 64), "paid in full", fill=(10, 10, 10), font=font)
     picture.save(inbox / "invoice.png")
+    Image.new("RGB", (120, 80), (250, 250, 245)).save(inbox / "blank.png")  # no text: no OCR row
     for name, utterance in SPOKEN.items():
         write_speech(inbox / name, utterance.text)
     speech = load_audio(write_speech(inbox.parent / "soundtrack.wav", SOUNDTRACK.text), 16000)
@@ -157,7 +158,11 @@ def test_a_video_soundtrack_is_transcribed_and_its_frames_captioned(repo: Path):
 
 
 def test_materializing_again_regenerates_nothing_and_the_counts_add_up(repo: Path):
+    """Also an image with no text, which gives no row: it is remembered as done, not OCR'd again."""
     import json
+
+    first = json.loads((repo / "data" / "runs" / "ocr_text_source.jsonl").read_text().splitlines()[-1])
+    assert (first["seen"], first["ingested"], first["segments"]) == (2, 2, 1)  # invoice.png and blank.png
 
     before = {view: sorted(offline(repo, view).lineage_id) for view in ("ocr_text", "transcripts", "frame_captions")}
     materialize(repo)

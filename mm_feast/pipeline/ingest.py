@@ -31,7 +31,7 @@ from mm_feast.pipeline.stage_list import segment_stages, split_at_checkpoint
 from mm_feast.pipeline.checkpoint import Spool
 from mm_feast.governance.thresholds import load_thresholds, thresholds_hash
 from mm_feast.core.records import QuarantineRecord, RunSummary  # noqa: F401  (re-exported: old import path)
-from mm_feast.stores.offline import read_parquet, record_run, store_rows  # noqa: F401
+from mm_feast.stores.offline import read_empty_items, read_parquet, record_run, store_rows, write_empty_items  # noqa: F401
 from mm_feast.quality.gate import IngestGate
 from mm_feast.sources import UNKNOWN_MODALITY, EmbeddingSource, ManifestRow, MediaSource
 
@@ -147,10 +147,13 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     summary.warnings = [w for w in scanned.warnings if w.split(":", 1)[0] in {r.uri for r in rows}]
     sink = source.resolved_path(repo_path)
     existing = read_parquet(sink)
-    kept, changed, removed = prune_stale(existing, current_items(rows), keep_removed=source.media.keep_removed)
+    on_disk = current_items(rows)
+    kept, changed, removed = prune_stale(existing, on_disk, keep_removed=source.media.keep_removed)
     summary.removed = len(removed)
     summary.changed = len(changed)
     done = set(zip(kept["item_id"], kept["sha256"], kept["model_version"])) if not kept.empty else set()
+    empty = {e for e in read_empty_items(sink) if on_disk.get(e[0]) == e[1]}  # changed or removed: forgotten
+    done |= empty
     todo = []
     erased = erased_sha256s(repo_path)
     gate = IngestGate(source, repo_path, run_id, encoder.version, encoder.dim)
@@ -190,6 +193,7 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     summary.ingested += len(done_works)
     summary.segments += len(new_rows)
     frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))
+    write_empty_items(sink, empty | {(w.row.item_id, w.row.sha256, encoder.version) for w in done_works if not w.rows})
     context.put(("rows", source.name), frame)
     summary.validation = gate.finish()
     summary.warnings += gate.warning_lines()

@@ -56,6 +56,28 @@ def store_rows(path: Path, kept: pd.DataFrame, new_rows: pd.DataFrame, pruned: b
     return frame
 
 
+def empty_items_path(sink: Path) -> Path:
+    return sink.with_name(sink.stem + ".empty.json")
+
+
+def read_empty_items(sink: Path) -> set[tuple[str, str, str]]:
+    """(item_id, sha256, model_version) of the items that gave no row (an image with no text, a
+    silent window): done all the same, so the next run does not make them again."""
+    path = empty_items_path(sink)
+    if not path.exists():
+        return set()
+    return {tuple(entry) for entry in json.loads(path.read_text())}  # type: ignore[misc]
+
+
+def write_empty_items(sink: Path, items: set[tuple[str, str, str]]) -> None:
+    path = empty_items_path(sink)
+    if not items and not path.exists():
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted(items)))
+    tmp.replace(path)
+
+
 def record_run(repo_path: Optional[Path], summary: RunSummary) -> None:
     """Quarantine rows and the run summary go beside the data, so nothing is lost silently."""
     data_dir = resolve_path(repo_path, "data")
