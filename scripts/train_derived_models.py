@@ -48,6 +48,7 @@ from train_models import (  # noqa: E402  (the shared training helpers)
     clip_embed_images,
     dir_size,
     embed_texts,
+    features_tensor,
     preprocess_images,
     render_clip_dataset,
     soft_clip_loss,
@@ -65,6 +66,7 @@ from transformers import (  # noqa: E402
     VisionEncoderDecoderModel,
 )
 
+from mm_feast.encoders.base import weights_version  # noqa: E402
 from mm_feast.synthetic import (  # noqa: E402
     AUDIO_SAMPLE_RATE,
     COLORS,
@@ -257,7 +259,7 @@ def train_binding(out_dir: Path, steps: int, batch_size: int, lr: float, seed: i
     target.mkdir(parents=True, exist_ok=True)
     bound.save_pretrained(target, safe_serialization=True)
     processor.save_pretrained(target)
-    parent_version = _weights_version(f"mm-feast/{CLIP_DIR_NAME}")
+    parent_version = weights_version(f"mm-feast/{CLIP_DIR_NAME}")
     binding = {
         "space_of": f"mm-feast/{CLIP_DIR_NAME}",
         "space_version": parent_version,
@@ -286,15 +288,7 @@ def train_binding(out_dir: Path, steps: int, batch_size: int, lr: float, seed: i
 
 
 def clap_embed(model: ClapModel, features: torch.Tensor) -> torch.Tensor:
-    from train_models import features_tensor
-
     return features_tensor(model.get_audio_features(input_features=features), "audio_embeds")
-
-
-def _weights_version(model_id: str) -> str:
-    from mm_feast.encoders.base import weights_version
-
-    return weights_version(model_id)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -1,43 +1,26 @@
-"""The shape every generator has, and the registry that picks one by id (``@register``), so
-the base never imports its subclasses."""
+"""The shape every generator has, and the registry that picks one by id (``@register``,
+``core.registry``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Mapping, Optional, Sequence, TypeVar
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from mm_feast.core.errors import InvalidArgument, UserError
+from mm_feast.core.registry import ClassRegistry
 
-T = TypeVar("T")
-
-_BY_ID: dict[str, Any] = {}
-_DEFAULT: list[Any] = []
+_GENERATORS = ClassRegistry("generator")
+register = _GENERATORS.register  # @register("tesseract"); default=True: any image-to-text model directory
 
 
 class GeneratorUnavailable(UserError, RuntimeError):
     """The generator cannot run on this machine (a missing binary or package); says which."""
 
 
-def register(*generator_ids: str, default: bool = False) -> Callable[[T], T]:
-    """Class decorator: this class serves these generator ids (or any model directory, if default)."""
-
-    def decorate(cls: T) -> T:
-        for generator_id in generator_ids:
-            _BY_ID[generator_id] = cls
-        if default:
-            _DEFAULT[:] = [cls]
-        return cls
-
-    return decorate
-
-
 def generator_class_for(generator_id: str) -> Any:
-    found = _BY_ID.get(generator_id) or (_DEFAULT[0] if _DEFAULT else None)
-    if found is None:
-        raise LookupError(f"no generator is registered for {generator_id!r}")
-    return found
+    return _GENERATORS.class_for(generator_id)
 
 
 def settings_json(settings: Optional[Mapping[str, Any]]) -> str:
