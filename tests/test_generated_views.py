@@ -123,6 +123,8 @@ def test_ocr_text_of_an_image_is_a_feature_served_online_and_offline_with_lineag
 
         hits = CrossModalSearch(store).search("4471", mode="keyword", views=["ocr_text"], top_k=3)
         assert [h.item_id for h in hits] == [row.item_id]
+        [hybrid] = CrossModalSearch(store).search("invoice 4471", mode="hybrid", views=["ocr_text"], top_k=3)
+        assert hybrid.item_id == row.item_id and hybrid.scores["keyword"] > 0 and hybrid.scores["vector"] > 0
     finally:
         close_connections()
     generator, record = generator_of(repo, "ocr_text", row.lineage_id)
