@@ -32,6 +32,7 @@ def main() -> None:
     decoders = {"general LM": get_generator("pocketsphinx"),
                 f"vocabulary ({len(SPEECH_VOCABULARY)} words)": get_generator("pocketsphinx", {"vocabulary": list(SPEECH_VOCABULARY)})}
     references = [u.text for u in UTTERANCES]
+    keys = sum(len(u.key_words) for u in UTTERANCES)
     print(f"{len(UTTERANCES)} utterances, {sum(len(r.split()) for r in references)} words\n")
     print("| voice | words/min | decoder | WER | key words found | real-time factor |")
     print("|---|---:|---|---:|---:|---:|")
@@ -48,7 +49,6 @@ def main() -> None:
                 hypotheses = generator.generate("audio", audio)
                 elapsed = time.perf_counter() - start
                 found = sum(w in h.split() for u, h in zip(UTTERANCES, hypotheses) for w in u.key_words)
-                keys = sum(len(u.key_words) for u in UTTERANCES)
                 print(f"| {voice} | {wpm} | {name} | {word_error_rate(references, hypotheses):.2f} | {found}/{keys} | {elapsed / seconds:.2f} |")
                 if voice == "en-us+f3" and wpm == 140:
                     examples[name] = hypotheses

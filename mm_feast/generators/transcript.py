@@ -10,12 +10,11 @@ inserted words) and ten times slower."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Mapping, Optional, Sequence
-
 import math
 import tempfile
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 

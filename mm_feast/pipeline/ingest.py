@@ -152,7 +152,8 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     summary.removed = len(removed)
     summary.changed = len(changed)
     done = set(zip(kept["item_id"], kept["sha256"], kept["model_version"])) if not kept.empty else set()
-    empty = {e for e in read_empty_items(sink) if on_disk.get(e[0]) == e[1]}  # changed or removed: forgotten
+    stored_empty = read_empty_items(sink)
+    empty = {e for e in stored_empty if on_disk.get(e[0]) == e[1]}  # changed or removed: forgotten
     done |= empty
     todo = []
     erased = erased_sha256s(repo_path)
@@ -193,7 +194,9 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     summary.ingested += len(done_works)
     summary.segments += len(new_rows)
     frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))
-    write_empty_items(sink, empty | {(w.row.item_id, w.row.sha256, encoder.version) for w in done_works if not w.rows})
+    empty |= {(w.row.item_id, w.row.sha256, encoder.version) for w in done_works if not w.rows}
+    if empty != stored_empty:
+        write_empty_items(sink, empty)
     context.put(("rows", source.name), frame)
     summary.validation = gate.finish()
     summary.warnings += gate.warning_lines()

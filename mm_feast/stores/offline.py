@@ -71,8 +71,6 @@ def read_empty_items(sink: Path) -> set[tuple[str, str, str]]:
 
 def write_empty_items(sink: Path, items: set[tuple[str, str, str]]) -> None:
     path = empty_items_path(sink)
-    if not items and not path.exists():
-        return
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(sorted(items)))
     tmp.replace(path)
