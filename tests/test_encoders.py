@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mm_feast.encoders import ModelLoadError, get_encoder
+from mm_feast.encoders.cache import load_encoder
 from mm_feast.encoders.base import weights_version
 from mm_feast.synthetic import render_shape, render_sound
 
@@ -35,6 +36,51 @@ def test_batched_encoding_gives_normalised_rows_in_chunks(model_id, modality, ma
     assert encoder.calls - before == 3  # ceil(5 / 2) forward passes
     # batching does not change the result
     assert np.allclose(rows, encoder.encode(modality, [make(i) for i in range(5)], batch_size=5), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model_id, modality, item",
+    [
+        ("mm-feast/clip-shapes", "image", render_shape("red", "circle", 64)),
+        ("mm-feast/clap-sounds", "audio", render_sound("low_tone", 1.0, 16000)),
+        ("mm-feast/clap-bound-clip", "audio", render_sound("low_tone", 1.0, 16000)),
+        ("sentence-transformers/all-MiniLM-L6-v2", "text", "a sentence"),
+    ],
+)
+def test_an_encoder_plans_without_its_weights_and_loads_them_at_the_first_batch(model_id, modality, item):
+    """The Ray driver reads version, dim and sample rate only: it must not hold the model (issue 9)."""
+    encoder = load_encoder(model_id)  # a new instance: the cache's may be loaded already
+    assert not encoder.weights_loaded
+    assert encoder.version == weights_version(model_id) and encoder.dim > 0
+    rows = encoder.encode(modality, [item])
+    assert encoder.weights_loaded
+    assert rows.shape == (1, encoder.dim)  # the dim read from the config is the model's output width
+
+
+def test_concurrent_first_uses_load_the_weights_once():
+    import threading
+
+    encoder = load_encoder("mm-feast/clip-shapes")
+    real, loads = encoder._load_model, []
+
+    def counted():
+        loads.append(1)
+        return real()
+
+    encoder._load_model = counted
+    start, widths = threading.Barrier(4), []
+
+    def first_use():
+        start.wait(timeout=30)
+        widths.append(encoder.encode("text", ["a red circle"]).shape[1])
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(loads) == 1 and widths == [512] * 4
 
 
 def test_a_model_that_cannot_take_a_modality_says_so():

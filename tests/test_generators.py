@@ -21,6 +21,19 @@ def test_the_captioner_writes_the_exact_caption_of_freshly_rendered_shapes():
     assert exact >= 0.9, f"exact match {exact:.3f}"
 
 
+def test_the_captioner_reads_its_decoding_defaults_without_its_weights():
+    from mm_feast.generators.captioner import Captioner
+
+    captioner = Captioner(CAPTIONER)  # a new instance: the cache's may be loaded already
+    assert not captioner.weights_loaded
+    planned = dict(captioner.decoding)
+    captioner.generate("image", [render_shape("red", "circle", size=64)])
+    assert captioner.weights_loaded
+    loaded = captioner.model.generation_config.to_diff_dict()  # what the loaded model would decode with
+    assert planned == {k: loaded[k] for k in ("num_beams", "do_sample", "max_new_tokens") if k in loaded}
+    assert planned, "the bundled captioner saves its decoding settings"
+
+
 def test_a_generator_version_covers_its_settings_and_the_text_encoder():
     plain = get_generated_encoder(CAPTIONER, None, "mm-feast/clip-shapes")
     beams = get_generated_encoder(CAPTIONER, {"num_beams": 2}, "mm-feast/clip-shapes")

@@ -148,6 +148,9 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(tmp_path: Path, ray_
     runs = [json.loads(line) for path in (repo / "data" / "runs").glob("*.jsonl") for line in path.read_text().splitlines()]
     assert all(r["seen"] == r["ingested"] + r["unchanged"] + r["quarantined"] for r in runs)
     assert sum(r.get("encoder_calls", 0) for r in runs) > 0, "the actors' encoder calls are counted in the summaries"
+    assert not [r["source"] for r in runs if r.get("driver_loaded_model")], "only the actors load models; the driver plans"
+    local_runs = [json.loads(line) for path in (local_repo / "data" / "runs").glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert all(r["driver_loaded_model"] for r in local_runs if r.get("encoder_calls")), "the local engine encodes in its own process"
 
 
 @pytest.mark.parametrize("engine", ["ray", "local"])

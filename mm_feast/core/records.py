@@ -236,6 +236,7 @@ class RunSummary:
     encoder_calls: int = 0
     resumed: int = 0  # items a killed earlier run had finished, taken from its spool (in ingested/quarantined)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # per stage, summed over workers
+    driver_loaded_model: bool = False  # the run's own process holds the model's weights (False on Ray: the actors do)
     seconds: float = 0.0
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)  # per gate: rows, blocked/warned expectations

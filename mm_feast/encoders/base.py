@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -170,14 +171,51 @@ def l2_normalize(rows: np.ndarray) -> np.ndarray:
     return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-class Encoder(ABC):
-    """A loaded model that maps batches of one modality to normalised vectors of size ``dim``."""
+class LazyModel:
+    """Weights loaded on first use, once, under a per-instance lock.
+
+    A driver that only plans a run (the Ray runner's: versions, dims, sample rates) then never
+    holds a model in memory; the actors that encode load it. Subclasses call ``__init__`` and
+    implement ``_load_model``.
+    """
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._model_lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._model = self._load_model()
+        return self._model
+
+    @property
+    def weights_loaded(self) -> bool:
+        """Whether this process holds the model's weights (a planning driver should not)."""
+        return self._model is not None
+
+    def load_weights(self) -> None:
+        """Load the weights now (an actor or a server warming up), not at the first batch."""
+        self.model  # noqa: B018  (the property loads them)
+
+    def _load_model(self) -> Any:
+        raise NotImplementedError
+
+
+class Encoder(LazyModel, ABC):
+    """A model that maps batches of one modality to normalised vectors of size ``dim``.
+
+    Its processor and config are read at construction; its weights on first encode (LazyModel).
+    """
 
     modalities: tuple[str, ...] = ()
 
     def __init__(self, model_id: str, revision: Optional[str], device: str):
         import torch
 
+        super().__init__()
         self.model_id = model_id
         self.revision = revision
         self.device = device
@@ -191,6 +229,12 @@ class Encoder(ABC):
     def _load(self, loader: Any) -> Any:
         """Processor/tokenizer for this encoder's model (offline-first, clear errors)."""
         return load_pretrained(loader, self.model_id, self.revision)
+
+    def _config_value(self, name: str) -> int:
+        """An integer from the model's config (e.g. its output size), read without its weights."""
+        from transformers import AutoConfig
+
+        return int(getattr(self._load(AutoConfig), name))
 
     def _load_model(self) -> Any:
         """The model itself, on this encoder's device and dtype, in eval mode."""

@@ -17,8 +17,7 @@ class ClapEncoder(Encoder):
         from transformers import AutoProcessor
 
         self.processor = self._load(AutoProcessor)
-        self.model = self._load_model()
-        self.dim = int(self.model.config.projection_dim)
+        self.dim = self._config_value("projection_dim")
         self.sample_rate = int(self.processor.feature_extractor.sampling_rate)
 
     def _forward(self, modality: str, items: list[Any]) -> Any:

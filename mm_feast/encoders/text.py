@@ -17,8 +17,7 @@ class SentenceEncoder(Encoder):
         from transformers import AutoTokenizer
 
         self.tokenizer = self._load(AutoTokenizer)
-        self.model = self._load_model()
-        self.dim = int(self.model.config.hidden_size)
+        self.dim = self._config_value("hidden_size")
 
     def _forward(self, modality: str, items: list[Any]) -> Any:
         inputs = self.tokenizer(

@@ -6,31 +6,48 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from mm_feast.encoders.base import load_pretrained, pick_device, weights_version
+from mm_feast.core.errors import ModelNotFound
+from mm_feast.encoders.base import LazyModel, load_pretrained, pick_device, weights_version
 from mm_feast.generators.base import Generator, register
 
 
+def saved_generation_config(generator_id: str) -> Any:
+    """The decoding defaults the model would load with, read without its weights: its
+    generation_config.json, or (none saved) the defaults derived from its config, as from_pretrained does."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return load_pretrained(GenerationConfig, generator_id)
+    except ModelNotFound:
+        return GenerationConfig.from_model_config(load_pretrained(AutoConfig, generator_id))
+
+
 @register(default=True)
-class Captioner(Generator):
+class Captioner(Generator, LazyModel):
     kind = "caption"
     modalities = ("image", "video")
 
     def __init__(self, generator_id: str, settings: Optional[Mapping[str, Any]] = None, device: Optional[str] = None):
         super().__init__(generator_id, settings)
-        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, VisionEncoderDecoderModel
+        LazyModel.__init__(self)  # the weights load at the first caption, so a planning driver holds none
+        from transformers import AutoImageProcessor, AutoTokenizer
 
         self.device = pick_device(device)
         self._weights_version = weights_version(generator_id)  # hashes the files: once, not per describe()
-        try:
-            self.model = load_pretrained(VisionEncoderDecoderModel, generator_id)
-        except Exception:  # other image-to-text families (BLIP-style) load through the auto class
-            self.model = load_pretrained(AutoModelForImageTextToText, generator_id)
-        self.model = self.model.to(self.device).eval()
         self.image_processor = load_pretrained(AutoImageProcessor, generator_id)
         self.tokenizer = load_pretrained(AutoTokenizer, generator_id)
-        saved = self.model.generation_config.to_diff_dict() if self.model.generation_config else {}
+        saved = saved_generation_config(generator_id).to_diff_dict()
         self.decoding = {k: saved[k] for k in ("num_beams", "do_sample", "max_new_tokens") if k in saved}
         self.decoding.update({k: v for k, v in self.settings.items() if v is not None})
+
+    def _load_model(self) -> Any:
+        from transformers import AutoModelForImageTextToText, VisionEncoderDecoderModel
+
+        try:
+            model = load_pretrained(VisionEncoderDecoderModel, self.model_id)
+        except Exception:  # other image-to-text families (BLIP-style) load through the auto class
+            model = load_pretrained(AutoModelForImageTextToText, self.model_id)
+        return model.to(self.device).eval()
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:

@@ -203,6 +203,7 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     record_ingest(repo_path, source, pd.DataFrame(new_rows), run_id)
     summary.encoder_calls = encoder.calls - calls_before + run.remote_encoder_calls
     summary.resumed = finished
+    summary.driver_loaded_model = encoder.weights_loaded
     summary.stage_seconds = {name: round(value, 3) for name, value in run.stage_seconds.items()}
     summary.seconds = time.perf_counter() - started
     record_run(repo_path, summary)

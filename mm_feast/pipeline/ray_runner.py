@@ -122,6 +122,7 @@ class EncoderActor:
         self.encoder = source.encoder()  # its encoder, or its generator with the text encoder
         if self.encoder.version != version:  # other weights or code on this worker: never mix them
             raise RuntimeError(f"the worker's {source.model_id} is version {self.encoder.version}, the driver's is {version}")
+        self.encoder.load_weights()  # one load per actor, before its first chunk (the driver loads none)
 
     def run(self, stages: Sequence[Stage], carried: Carried, spec: RemoteRun) -> Carried:
         return run_remote_stages(stages, carried, spec, self.encoder)

@@ -276,6 +276,8 @@ class CrossModalSearch:
             encoder = query_encoder(self.store, view)
             if encoder.supports("text"):
                 encoder.encode("text", ["warm up"])
+            if not encoder.weights_loaded:  # what a query of another modality would load (a bound audio tower)
+                encoder.load_weights()
             self._online_store().search_vectors(
                 config=self.store.config, table=view, vector_field=VECTOR_FIELD,
                 query=np.ones(_dim(view), dtype=np.float32), top_k=1, output_fields=[],
