@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from mm_feast.core import faults
+from mm_feast.pipeline.checkpoint import spooled_items
 from mm_feast.stores.quarantine import load_records
 from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
@@ -115,12 +117,11 @@ def _text_files(root: Path) -> dict[str, tuple]:
 WRITERS = {"image": _image_files, "video": _video_files, "audio": _audio_files, "text": _text_files}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[Path, dict[str, dict[str, tuple]]]:
-    repo = tmp_path_factory.mktemp("quality_media")
+def write_corpus(repo: Path, writers: dict = WRITERS) -> dict[str, dict[str, tuple]]:
+    """The bad-input files of each modality, their manifest, and the repo's own image suite."""
     media = repo / "media"
-    media.mkdir()
-    expected = {modality: write(media) for modality, write in WRITERS.items()}
+    media.mkdir(parents=True)
+    expected = {modality: write(media) for modality, write in writers.items()}
     lines = ["item_id,uri,modality,event_timestamp"]
     for modality, files in expected.items():
         lines += [f"{name},{name},{modality},2026-11-01T00:00:00Z" for name in files]
@@ -130,7 +131,13 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, dict[str, tuple]]]:
     (repo / "quality" / "image_view.yaml").write_text(
         f"media:\n  image:\n    - name: image_max_pixels\n      max_value: {REPO_PIXEL_LIMIT}\n"
     )
-    return repo, expected
+    return expected
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, dict[str, tuple]]]:
+    repo = tmp_path_factory.mktemp("quality_media")
+    return repo, write_corpus(repo)
 
 
 def _source(modality: str) -> EmbeddingSource:
@@ -211,3 +218,38 @@ def test_reports_store_ge_results_and_data_docs_per_run(corpus):
         assert Path(validation["docs_path"]).is_file()
     index = Path(report["data_docs"])
     assert index.name == "index.html" and "image_view_source.media" in index.read_text()
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL of the driver right after it spooled a chunk."""
+
+
+def test_a_resumed_run_repeats_the_media_warnings_of_the_items_a_killed_run_finished(tmp_path: Path, monkeypatch):
+    source = _source("image")
+    expected = write_corpus(tmp_path / "whole", {"image": _image_files})["image"]
+    whole = ensure_embeddings(source, tmp_path / "whole", batch_size=2, show_progress=False)
+    repo = tmp_path / "killed"
+    write_corpus(repo, {"image": _image_files})
+    spooled = faults.chunk_spooled
+
+    def killed_after_three_chunks(items: int) -> None:
+        spooled(items)
+        chunks[0] += 1
+        if chunks[0] == 3:
+            raise Killed()
+
+    chunks = [0]
+    monkeypatch.setattr(faults, "chunk_spooled", killed_after_three_chunks)
+    with pytest.raises(Killed):
+        ensure_embeddings(source, repo, batch_size=2, show_progress=False)
+    monkeypatch.undo()
+    finished = {item for item, _ in spooled_items(source.resolved_path(repo))}
+    warned = {name for name, spec in expected.items() if spec[0] == "warn"}
+    assert finished & warned and warned - finished, "the kill falls after some warned items and before others"
+
+    resumed = ensure_embeddings(source, repo, batch_size=2, show_progress=False)
+
+    assert resumed.resumed == len(finished) and resumed.balanced
+    relative = lambda lines, root: sorted(line.replace(str(root), "REPO") for line in lines)  # noqa: E731
+    assert relative(resumed.warnings, repo) == relative(whole.warnings, tmp_path / "whole")
+    assert {name for name in warned if any(f"/{name}: " in line for line in resumed.warnings)} == warned

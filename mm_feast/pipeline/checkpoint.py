@@ -34,7 +34,7 @@ from mm_feast.sources import ManifestRow
 logger = logging.getLogger(__name__)
 
 SPOOL_DIR = ".spool"
-_FORMAT = 1  # bump when Work or Quarantined change shape: older spools are then ignored
+_FORMAT = 2  # bump when Work or Quarantined change shape: older spools are then ignored
 
 
 def spool_root(sink: Path) -> Path:

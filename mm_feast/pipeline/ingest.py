@@ -191,6 +191,7 @@ def _ingest(source: EmbeddingSource, context: RunContext) -> RunSummary:
     flagged = [note for w in done_works for note in w.notes]
     summary.flagged = sum(1 for w in done_works if w.safety == "flag")
     summary.warnings += flagged
+    summary.warnings += [line for w in done_works + [q.work for q in refused] for line in w.warnings]
     summary.ingested += len(done_works)
     summary.segments += len(new_rows)
     frame = store_rows(sink, kept, pd.DataFrame(new_rows), len(kept) != len(existing))

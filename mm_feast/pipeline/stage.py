@@ -32,6 +32,7 @@ class Work:
     rows: list[dict[str, Any]] = field(default_factory=list)
     safety: str = ""  # the content filters' verdict on the input: "allow" or "flag" ("" if none ran)
     notes: list[str] = field(default_factory=list)  # for the run summary ("flagged by ...")
+    warnings: list[str] = field(default_factory=list)  # the media gate's "uri: why" lines for this item
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,16 @@ def suite_for_view(view: Any, repo_path: Optional[Path]) -> tuple[Suite, str]:
     return load_suite(repo_path, [view.name], suite_name=view.name), view.name
 
 
+@dataclass
+class MediaCheck:
+    """The media gate's verdict on a batch: rows passed (in order), rows blocked with why, and
+    the "uri: why" lines of the "warn" expectations each row failed (keyed by ``id(row)``)."""
+
+    passed: list[ManifestRow]
+    blocked: list[tuple[ManifestRow, GateFailure]]
+    warnings: dict[int, list[str]]
+
+
 class IngestGate:
     """Both gates for one ingest run of one embedding source."""
 
@@ -150,7 +160,7 @@ class IngestGate:
         self.validations.append(validation)
         return validation
 
-    def check_media(self, rows: list[ManifestRow], probe: Optional[ProbeFn] = None) -> tuple[list[ManifestRow], list[tuple[ManifestRow, GateFailure]]]:
+    def check_media(self, rows: list[ManifestRow], probe: Optional[ProbeFn] = None) -> MediaCheck:
         """Hook before segmentation: probe every item, validate once, split passed from blocked.
 
         Rows that could not even be read pass through untouched: ingest quarantines them at the
@@ -158,7 +168,7 @@ class IngestGate:
         readable = [r for r in rows if not r.error]
         specs = self.suite.for_media(self.source.modality)
         if not readable or not specs:
-            return rows, []
+            return MediaCheck(rows, [], {})
         frame = media_frame(readable, self.source.modality, probe)
         variables = {"max_pixels": self.source.segmentation.max_pixels}
         validation = self._validate(frame, specs, "media", variables=variables)
@@ -172,7 +182,11 @@ class IngestGate:
         by_id = dict(zip(ids, readable))
         blocked = [(by_id[rid], failure) for rid, failure in decisions.blocked.items()]
         blocked_ids = {id(row) for row, _ in blocked}
-        return [r for r in rows if id(r) not in blocked_ids], blocked
+        warned: dict[int, list[str]] = defaultdict(list)
+        for failure in validation.warnings:
+            for rid in failure.rows or {}:
+                warned[id(by_id[rid])].append(f"{by_id[rid].uri}: {failure.reason(rid)}")
+        return MediaCheck([r for r in rows if id(r) not in blocked_ids], blocked, dict(warned))
 
     def check_embeddings(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, GateFailure]]:
         """Hook after encoding, before the parquet append: an item with any blocked segment row
@@ -204,14 +218,16 @@ class IngestGate:
 
     def warning_lines(self) -> list[str]:
         """Every "warn" expectation that failed, as "where: why" lines for the run summary
-        (a PNG named .jpg, CMYK or palette images, variable frame rate, ...)."""
+        (a PNG named .jpg, CMYK or palette images, variable frame rate, ...), except the media
+        gate's per-item ones: those travel with their items (``MediaCheck.warnings``), so a
+        resumed run repeats the warnings of the items a killed run had finished."""
         lines: list[str] = []
         for validation in self.validations:
             where = self._where.get(validation.stage, {})
             for failure in validation.warnings:
                 if failure.rows is None:
                     lines.append(f"{self.source.name} ({validation.stage}): {failure.reason('')}")
-                else:
+                elif validation.stage != "media":
                     lines += [f"{where.get(r, r)}: {failure.reason(r)}" for r in failure.rows]
         return lines
 

@@ -12,7 +12,9 @@ class MediaGate(Stage):
     def run(self, works: list[Work], run: SourceRun) -> StageOutput:
         by_row = {id(w.row): w for w in works}
         probe = lambda row, modality: run.context.probe(row.uri, row.sha256, modality)  # noqa: E731
-        kept_rows, refused = run.gate.check_media([w.row for w in works], probe)
-        quarantined = [Quarantined(by_row[id(row)], failure.stage, failure.reason, failure.details()) for row, failure in refused]
+        check = run.gate.check_media([w.row for w in works], probe)
+        for key, lines in check.warnings.items():  # kept with the item: its spool entry repeats them on a resume
+            by_row[key].warnings.extend(lines)
+        quarantined = [Quarantined(by_row[id(row)], failure.stage, failure.reason, failure.details()) for row, failure in check.blocked]
         run.advance(len(quarantined))
-        return StageOutput([by_row[id(r)] for r in kept_rows], quarantined)
+        return StageOutput([by_row[id(r)] for r in check.passed], quarantined)
