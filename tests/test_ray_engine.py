@@ -207,3 +207,26 @@ def test_a_killed_run_resumes_without_redoing_finished_items(request, tmp_path: 
     assert online(repo) == online(local_repo)
     assert lineage(repo) == lineage(local_repo)
     assert quarantine(repo) == quarantine(local_repo)
+
+
+def test_settings_a_cluster_cannot_place_are_refused_unless_it_autoscales(ray_address: str):
+    """A KubeRay GPU group with minReplicas 0 has no GPU until asked: ``autoscaling: true`` asks
+    its autoscaler (a request Ray holds in the GCS) instead of refusing."""
+    import ray
+    from ray.autoscaler._private.constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+    from ray.autoscaler.sdk import request_resources
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    from mm_feast.core.errors import UserError
+    from mm_feast.pipeline.ray_runner import RayOptions, RayRunner
+
+    gpu_actors = dict(address=ray_address, encode_actors=2, cpus_per_actor=0.5, gpus_per_actor=1.0)
+    assert ray.cluster_resources().get("GPU", 0) == 0
+    with pytest.raises(UserError, match=r"has 0 GPUs; 2 encode actors x 1 GPUs do not fit \(set autoscaling: true"):
+        RayRunner(RayOptions(**gpu_actors))._ray()
+    try:
+        RayRunner(RayOptions(**gpu_actors, autoscaling=True))._ray()
+        requested = json.loads(_internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL))
+        assert requested == [{"CPU": 0.5, "GPU": 1.0}] * 2 + [{"CPU": 1.0}]  # both actors and one decode task
+    finally:
+        request_resources(bundles=[])

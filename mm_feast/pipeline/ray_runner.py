@@ -52,6 +52,9 @@ class RayOptions:
     cpus_per_decode_task: float = 1.0
     chunks_in_flight: Optional[int] = None  # None: two per actor, plus one
     task_timeout_s: float = 600.0  # the longest wait for one chunk's remote stages
+    # An autoscaling cluster (KubeRay, minReplicas 0): what it lacks now is asked of its
+    # autoscaler, not refused; task_timeout_s then bounds the wait for the new nodes.
+    autoscaling: bool = False
 
 
 def connect(options: RayOptions) -> bool:
@@ -164,21 +167,30 @@ class RayRunner(StageRunner):
 
     def _check_resources(self) -> None:
         """Refuse settings the cluster cannot place: the actors would hold every CPU and the decode
-        tasks would wait for ever."""
+        tasks would wait for ever. An autoscaling cluster is asked for them instead."""
         import ray
 
         total = ray.cluster_resources()
         cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
         o = self.options
+        actor = {"CPU": o.cpus_per_actor, **({"GPU": o.gpus_per_actor} if o.gpus_per_actor else {})}
+        bundles = [actor] * o.encode_actors + [{"CPU": o.cpus_per_decode_task}]
+        if o.autoscaling:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=bundles)  # held until the next request: scale-up starts now, not at the first task
+            logger.info("asked the Ray autoscaler for %s (the cluster has %g CPUs, %g GPUs now)", bundles, cpus, gpus)
+            return
         need_cpus = o.encode_actors * o.cpus_per_actor + o.cpus_per_decode_task
         if need_cpus > cpus:
             raise UserError(
                 f"the Ray cluster has {cpus:g} CPUs; {o.encode_actors} encode actors x {o.cpus_per_actor:g} CPUs plus one "
                 f"decode task x {o.cpus_per_decode_task:g} CPUs need {need_cpus:g}: lower encode_actors or cpus_per_actor"
+                " (or set autoscaling: true on a cluster whose autoscaler adds nodes)"
             )
         if o.encode_actors * o.gpus_per_actor > gpus:
             raise UserError(f"the Ray cluster has {gpus:g} GPUs; {o.encode_actors} encode actors x "
-                            f"{o.gpus_per_actor:g} GPUs do not fit")
+                            f"{o.gpus_per_actor:g} GPUs do not fit (set autoscaling: true if its autoscaler adds GPU nodes)")
 
     def _pool(self, source: EmbeddingSource, version: str) -> list[Any]:
         """The actors of this source's model. Pools of other models are ended first when the

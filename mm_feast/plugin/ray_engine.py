@@ -38,6 +38,7 @@ class MmRayComputeEngineConfig(FeastConfigBaseModel):
     cpus_per_decode_task: float = 1.0
     chunks_in_flight: Optional[int] = None
     task_timeout_s: float = 600.0
+    autoscaling: bool = False
 
 
 class MmRayComputeEngine(MmLocalComputeEngine):
@@ -45,12 +46,13 @@ class MmRayComputeEngine(MmLocalComputeEngine):
 
     def __init__(self, *, ray_address: Optional[str] = None, num_cpus: Optional[int] = None, encode_actors: int = 1,
                  cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, cpus_per_decode_task: float = 1.0,
-                 chunks_in_flight: Optional[int] = None, task_timeout_s: float = 600.0, **kwargs: Any):
+                 chunks_in_flight: Optional[int] = None, task_timeout_s: float = 600.0, autoscaling: bool = False,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.ray_options = RayOptions(
             address=ray_address, num_cpus=num_cpus, encode_actors=int(encode_actors), cpus_per_actor=float(cpus_per_actor),
             gpus_per_actor=float(gpus_per_actor), cpus_per_decode_task=float(cpus_per_decode_task),
-            chunks_in_flight=chunks_in_flight, task_timeout_s=float(task_timeout_s),
+            chunks_in_flight=chunks_in_flight, task_timeout_s=float(task_timeout_s), autoscaling=bool(autoscaling),
         )
 
     def stage_runner(self) -> RayRunner:
