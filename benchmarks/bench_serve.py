@@ -5,8 +5,11 @@ Baselines in the same run: `GET /health` (the HTTP floor: no model, no Milvus) a
 one view against a search of every view (concurrent views should cost far less than the sum).
 Repeated queries hit the service's bounded caches (query vector, content-filter verdict); the
 "every query new" row pays the content filters and the encoder on each request.
+With ``--scale N`` a copy of the repo gets N more rows in image_embeddings' online collection
+(clustered 512-d vectors, the demo rows' other columns), and the image_embeddings rows are
+measured again against it, beside the demo-sized rows of the same run.
 Run:
-    python benchmarks/bench_serve.py [--repo DIR] [--requests 200] [--clients 50] [--seconds 60]
+    python -m benchmarks.bench_serve [--repo DIR] [--requests 200] [--clients 50] [--seconds 60] [--scale 100000]
 """
 
 from __future__ import annotations
@@ -65,6 +68,36 @@ def _start(repo: Path, port: int) -> subprocess.Popen:
     raise TimeoutError("mm-feast serve not ready in 300 s")
 
 
+PAD_VIEW = "image_embeddings"
+
+
+def _pad(repo: Path, rows: int) -> Path:
+    """A copy of ``repo`` whose PAD_VIEW serves ``rows`` more rows, written through Feast."""
+    import pandas as pd
+
+    from mm_feast.lineage import open_store
+    from mm_feast.plugin.milvus.store import close_connections
+
+    padded = Path(tempfile.mkdtemp(prefix="bench-serve-scale-")) / "repo"
+    shutil.copytree(repo, padded)
+    store = open_store(padded)
+    view = store.get_feature_view(PAD_VIEW)
+    template = pd.read_parquet(padded / "data" / "embeddings" / f"{PAD_VIEW}_source.parquet")
+    join_key = view.entity_columns[0].name
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(64, 512))
+    for start in range(0, rows, 10_000):
+        n = min(10_000, rows - start)
+        part = template.iloc[np.arange(n) % len(template)].reset_index(drop=True)
+        vectors = centers[rng.integers(64, size=n)] + 0.6 * rng.normal(size=(n, 512))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        part[join_key] = [f"pad-{i}" for i in range(start, start + n)]
+        part["embedding"] = list(vectors.astype(np.float32))
+        store.write_to_online_store(PAD_VIEW, part)
+    close_connections()
+    return padded
+
+
 def _post(client: httpx.Client, body: dict) -> None:
     answer = client.post("/search", json=body)
     answer.raise_for_status()
@@ -104,6 +137,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--scale", type=int, default=0, help=f"also measure {PAD_VIEW} with this many more rows")
     args = parser.parse_args()
     repo = _demo_repo(args.repo)
     port = _free_port()
@@ -132,11 +166,41 @@ def main() -> None:
             print(row.row(f"{row.p50 / floor:.1f}x the HTTP floor"))
         print(load.row(f"{qps} QPS sustained, {errors} errors of {len(load.samples_ms)} requests"))
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+    if args.scale:
+        _print_scaled(repo, args.scale, args.requests, rows[1:3])
+
+
+def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[Latency]) -> None:
+    """The image_embeddings rows again, with ``extra_rows`` more rows served, beside the demo's."""
+    started = time.perf_counter()
+    padded = _pad(repo, extra_rows)
+    pad_s = time.perf_counter() - started
+    port = _free_port()
+    proc = _start(padded, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
+            scaled = [
+                measure(f"vector, image_embeddings, +{extra_rows:,} rows", lambda i: _post(
+                    client, {"query": QUERIES[i % len(QUERIES)], "views": [PAD_VIEW], "top_k": 10}), requests),
+                measure(f"vector, image_embeddings, +{extra_rows:,} rows, every query new (screen + encode)", lambda i: _post(
+                    client, {"query": f"{QUERIES[i % len(QUERIES)]} number {i}", "views": [PAD_VIEW], "top_k": 10}), requests),
+            ]
+    finally:
+        _stop(proc)
+    print(f"\n{extra_rows:,} rows written through Feast in {pad_s:.0f} s\n")
+    print(LATENCY_HEADER)
+    for demo, row in zip(demo_rows, scaled):
+        print(demo.row("demo size"))
+        print(row.row(f"{row.p50 / demo.p50:.2f}x the demo size's p50"))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 if __name__ == "__main__":
