@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.bench_scale import data
 from benchmarks.common import LATENCY_HEADER, Latency, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,15 +85,13 @@ def _pad(repo: Path, rows: int) -> Path:
     view = store.get_feature_view(PAD_VIEW)
     template = pd.read_parquet(padded / "data" / "embeddings" / f"{PAD_VIEW}_source.parquet")
     join_key = view.entity_columns[0].name
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(64, 512))
+    vectors, _ = data(rows, queries=0)  # bench_scale's clustered 512-d vectors
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for start in range(0, rows, 10_000):
         n = min(10_000, rows - start)
         part = template.iloc[np.arange(n) % len(template)].reset_index(drop=True)
-        vectors = centers[rng.integers(64, size=n)] + 0.6 * rng.normal(size=(n, 512))
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         part[join_key] = [f"pad-{i}" for i in range(start, start + n)]
-        part["embedding"] = list(vectors.astype(np.float32))
+        part["embedding"] = list(vectors[start : start + n])
         store.write_to_online_store(PAD_VIEW, part)
     close_connections()
     return padded

@@ -181,14 +181,14 @@ class RayRunner(StageRunner):
             request_resources(bundles=bundles)  # held until the next request: scale-up starts now, not at the first task
             logger.info("asked the Ray autoscaler for %s (the cluster has %g CPUs, %g GPUs now)", bundles, cpus, gpus)
             return
-        need_cpus = o.encode_actors * o.cpus_per_actor + o.cpus_per_decode_task
+        need_cpus = sum(bundle["CPU"] for bundle in bundles)
         if need_cpus > cpus:
             raise UserError(
                 f"the Ray cluster has {cpus:g} CPUs; {o.encode_actors} encode actors x {o.cpus_per_actor:g} CPUs plus one "
                 f"decode task x {o.cpus_per_decode_task:g} CPUs need {need_cpus:g}: lower encode_actors or cpus_per_actor"
                 " (or set autoscaling: true on a cluster whose autoscaler adds nodes)"
             )
-        if o.encode_actors * o.gpus_per_actor > gpus:
+        if sum(bundle.get("GPU", 0.0) for bundle in bundles) > gpus:
             raise UserError(f"the Ray cluster has {gpus:g} GPUs; {o.encode_actors} encode actors x "
                             f"{o.gpus_per_actor:g} GPUs do not fit (set autoscaling: true if its autoscaler adds GPU nodes)")
 

@@ -113,6 +113,11 @@ def suite_for_view(view: Any, repo_path: Optional[Path]) -> tuple[Suite, str]:
     return load_suite(repo_path, [view.name], suite_name=view.name), view.name
 
 
+def warning_line(where: str, failure: Failure, row_id: str) -> str:
+    """One row's failed "warn" expectation as the run summary shows it: "where: why"."""
+    return f"{where}: {failure.reason(row_id)}"
+
+
 @dataclass
 class MediaCheck:
     """The media gate's verdict on a batch: rows passed (in order), rows blocked with why, and
@@ -173,7 +178,6 @@ class IngestGate:
         variables = {"max_pixels": self.source.segmentation.max_pixels}
         validation = self._validate(frame, specs, "media", variables=variables)
         ids = list(frame["row_id"])
-        self._where["media"] = dict(zip(ids, frame["uri"]))
         decisions = decide(
             validation, "media_gate", {r: [r] for r in ids}, dict(zip(ids, frame["uri"])),
             self._admitted({rid: (row.item_id, row.sha256) for rid, row in zip(ids, readable)}),
@@ -185,7 +189,7 @@ class IngestGate:
         warned: dict[int, list[str]] = defaultdict(list)
         for failure in validation.warnings:
             for rid in failure.rows or {}:
-                warned[id(by_id[rid])].append(f"{by_id[rid].uri}: {failure.reason(rid)}")
+                warned[id(by_id[rid])].append(warning_line(by_id[rid].uri, failure, rid))
         return MediaCheck([r for r in rows if id(r) not in blocked_ids], blocked, dict(warned))
 
     def check_embeddings(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, GateFailure]]:
@@ -228,7 +232,7 @@ class IngestGate:
                 if failure.rows is None:
                     lines.append(f"{self.source.name} ({validation.stage}): {failure.reason('')}")
                 elif validation.stage != "media":
-                    lines += [f"{where.get(r, r)}: {failure.reason(r)}" for r in failure.rows]
+                    lines += [warning_line(where.get(r, r), failure, r) for r in failure.rows]
         return lines
 
     def finish(self) -> dict[str, Any]:
