@@ -2,9 +2,11 @@
 
 Setups in one run, on the same vectors (64 clusters, like real embeddings, so IVF/HNSW recall
 means something): numpy brute force (the exact baseline), mm-feast on Milvus Lite FLAT and
-IVF_FLAT, mm-feast on a Milvus server with HNSW (``--server-uri``), and stock Feast 0.67 as pip
-installs it, Milvus Lite 3.2.x, in its own venv (``--stock-python``; this same file runs there
-with ``--stock-only``). Writes go through Feast's ``write_to_online_store``.
+IVF_FLAT, mm-feast on a Milvus server with HNSW (``--server-uri``; the build waits until the
+index covers every row), stock Feast 0.67's own Milvus store on the same Milvus Lite as ours
+(setup ``stock-same``: what our store's code costs, the Milvus version held equal), and stock
+Feast 0.67 as pip installs it, Milvus Lite 3.2.x, in its own venv (``--stock-python``; this same
+file runs there with ``--stock-only``). Writes go through Feast's ``write_to_online_store``.
 
     python -m benchmarks.bench_scale --sizes 10000 50000 100000 --server-uri http://127.0.0.1:19530 \
         --stock-python /tmp/stockvenv/bin/python
@@ -137,15 +139,47 @@ def numpy_rows(vectors: np.ndarray, queries: np.ndarray) -> tuple[list[dict[str,
     return [{"setup": "numpy brute force", "n": len(vectors), "what": "top-10 (exact)", **lat, "recall@10": recall(found, exact)}], exact
 
 
-def stock_only(n: int, workdir: Path) -> list[dict[str, Any]]:
+def stock_store(vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray, name: str) -> list[dict[str, Any]]:
+    """Stock Feast's MilvusOnlineStore on whatever Milvus Lite this venv has."""
     from feast.infra.online_stores.milvus_online_store.milvus import MilvusOnlineStoreConfig
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_stock_"))
+    store, build = feast_store(MilvusOnlineStoreConfig(path=str(workdir / "stock.db"), embedding_dim=DIM), workdir, vectors, "stock")
+    return measure_store(name, store, vectors, queries, exact, build, False, "milvus_lite")
+
+
+def stock_only(n: int) -> list[dict[str, Any]]:
+    import milvus_lite
 
     vectors, queries = data(n)
     _, exact = numpy_rows(vectors, queries)
-    store, build = feast_store(MilvusOnlineStoreConfig(path=str(workdir / "stock.db"), embedding_dim=DIM), workdir, vectors, "stock")
-    import milvus_lite
+    return stock_store(vectors, queries, exact, f"stock Feast 0.67, Lite {milvus_lite.__version__}")
 
-    return measure_store(f"stock Feast 0.67, Lite {milvus_lite.__version__}", store, vectors, queries, exact, build, False, "milvus_lite")
+
+def wait_indexed(uri: str, project: str, deadline_s: float = 1800.0) -> float:
+    """Flush the project's collections and wait until their vector indexes cover every row.
+
+    Returns the indexed fraction at the end (1.0 unless the deadline passed): a server searches
+    unindexed rows by brute force, so a build that has not finished indexing is not HNSW's speed.
+    """
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    names = [name for name in client.list_collections() if name.startswith(project)]
+    indexed = total = 0
+    for name in names:
+        client.flush(name)
+    deadline = time.monotonic() + deadline_s
+    while True:
+        infos = [client.describe_index(name, index) for name in names for index in client.list_indexes(name)]
+        infos = [info for info in infos if str(info.get("metric_type", "")).upper() != "BM25"]
+        indexed = sum(int(info.get("indexed_rows", 0)) for info in infos)
+        total = sum(int(info.get("total_rows", 0)) for info in infos)
+        if indexed >= total or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
+    client.close()
+    return indexed / total if total else 1.0
 
 
 def main() -> None:
@@ -154,14 +188,14 @@ def main() -> None:
     parser.add_argument("--server-uri")
     parser.add_argument("--stock-python", help="python of a venv with stock feast[milvus]==0.67.0")
     parser.add_argument("--stock-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--setups", nargs="*", default=["flat", "ivf", "hnsw", "stock"])
+    parser.add_argument("--setups", nargs="*", default=["flat", "ivf", "hnsw", "stock-same", "stock"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale.jsonl"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     if args.stock_only:
         for n in args.sizes:
-            print(json.dumps(stock_only(n, Path(tempfile.mkdtemp(prefix="bench_stock_")))), flush=True)
+            print(json.dumps(stock_only(n)), flush=True)
         return
     from mm_feast.plugin.milvus.store import MmMilvusOnlineStoreConfig, close_connections
 
@@ -182,10 +216,24 @@ def main() -> None:
             if key not in args.setups:
                 continue
             workdir = Path(tempfile.mkdtemp(prefix="bench_scale_"))
-            store, build = feast_store(make(workdir), workdir, vectors, f"scale_{key}_{n}")
-            rows += measure_store(name, store, vectors, queries, exact, build, True, pattern)
+            project = f"scale_{key}_{n}"
+            store, build = feast_store(make(workdir), workdir, vectors, project)
+            indexed = 1.0
+            if key == "hnsw":
+                started = time.perf_counter()
+                indexed = wait_indexed(args.server_uri, project)
+                build += time.perf_counter() - started
+            measured = measure_store(name, store, vectors, queries, exact, build, True, pattern)
+            for row in measured:
+                row["indexed"] = round(indexed, 4)
+            rows += measured
             if key == "hnsw":
                 store.teardown()
+            close_connections()
+        if "stock-same" in args.setups:
+            import milvus_lite
+
+            rows += stock_store(vectors, queries, exact, f"stock Feast 0.67 store, Lite {milvus_lite.__version__} (our venv)")
             close_connections()
         if args.stock_python and "stock" in args.setups:
             out = subprocess.run([args.stock_python, "-m", "benchmarks.bench_scale", "--stock-only", "--sizes", str(n)],

@@ -7,9 +7,12 @@ Repeated queries hit the service's bounded caches (query vector, content-filter 
 "every query new" row pays the content filters and the encoder on each request.
 With ``--scale N`` a copy of the repo gets N more rows in image_embeddings' online collection
 (clustered 512-d vectors, the demo rows' other columns), and the image_embeddings rows are
-measured again against it, beside the demo-sized rows of the same run.
+measured again against it, beside the demo-sized rows of the same run. ``--scale-index IVF_FLAT``
+rebuilds that collection with IVF_FLAT first (nlist 4·sqrt(rows), nprobe 32, as bench_scale), so
+the padded view is measured on the index a collection of that size should use.
 Run:
-    python -m benchmarks.bench_serve [--repo DIR] [--requests 200] [--clients 50] [--seconds 60] [--scale 100000]
+    python -m benchmarks.bench_serve [--repo DIR] [--requests 200] [--clients 50] [--seconds 60] \
+        [--scale 100000 [--scale-index IVF_FLAT]]
 """
 
 from __future__ import annotations
@@ -72,18 +75,35 @@ def _start(repo: Path, port: int) -> subprocess.Popen:
 PAD_VIEW = "image_embeddings"
 
 
-def _pad(repo: Path, rows: int) -> Path:
-    """A copy of ``repo`` whose PAD_VIEW serves ``rows`` more rows, written through Feast."""
+def _pad(repo: Path, rows: int, index_type: str = "") -> Path:
+    """A copy of ``repo`` whose PAD_VIEW serves ``rows`` more rows, written through Feast.
+
+    With ``index_type``, the copy's feature_store.yaml names that index for PAD_VIEW and the
+    collection is rebuilt from the view's source rows (the served demo rows) before the padding.
+    """
     import pandas as pd
+    import yaml
 
     from mm_feast.lineage import open_store
     from mm_feast.plugin.milvus.store import close_connections
 
     padded = Path(tempfile.mkdtemp(prefix="bench-serve-scale-")) / "repo"
     shutil.copytree(repo, padded)
-    store = open_store(padded)
-    view = store.get_feature_view(PAD_VIEW)
     template = pd.read_parquet(padded / "data" / "embeddings" / f"{PAD_VIEW}_source.parquet")
+    if index_type:
+        config_path = padded / "feature_store.yaml"
+        config = yaml.safe_load(config_path.read_text())
+        nlist = int(min(4096, 4 * np.sqrt(rows + len(template))))
+        config["online_store"]["vector_indexes"] = {PAD_VIEW: {
+            "index_type": index_type, "index_params": {"nlist": nlist}, "search_params": {"nprobe": 32}}}
+        config_path.write_text(yaml.safe_dump(config))
+        store = open_store(padded)
+        view = store.get_feature_view(PAD_VIEW)
+        store._get_provider().online_store.teardown(store.config, [view], [])
+        store.write_to_online_store(PAD_VIEW, template)
+    else:
+        store = open_store(padded)
+        view = store.get_feature_view(PAD_VIEW)
     join_key = view.entity_columns[0].name
     vectors, _ = data(rows, queries=0)  # bench_scale's clustered 512-d vectors
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -137,6 +157,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--scale", type=int, default=0, help=f"also measure {PAD_VIEW} with this many more rows")
+    parser.add_argument("--scale-index", default="", help="rebuild the padded view with this index type (IVF_FLAT)")
     args = parser.parse_args()
     repo = _demo_repo(args.repo)
     port = _free_port()
@@ -167,13 +188,13 @@ def main() -> None:
     finally:
         _stop(proc)
     if args.scale:
-        _print_scaled(repo, args.scale, args.requests, rows[1:3])
+        _print_scaled(repo, args.scale, args.requests, rows[1:3], args.scale_index)
 
 
-def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[Latency]) -> None:
+def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[Latency], index_type: str = "") -> None:
     """The image_embeddings rows again, with ``extra_rows`` more rows served, beside the demo's."""
     started = time.perf_counter()
-    padded = _pad(repo, extra_rows)
+    padded = _pad(repo, extra_rows, index_type)
     pad_s = time.perf_counter() - started
     port = _free_port()
     proc = _start(padded, port)
@@ -187,7 +208,8 @@ def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[La
             ]
     finally:
         _stop(proc)
-    print(f"\n{extra_rows:,} rows written through Feast in {pad_s:.0f} s\n")
+    index = f", {index_type}" if index_type else ", the repo's own index"
+    print(f"\n{extra_rows:,} rows written through Feast in {pad_s:.0f} s{index}\n")
     print(LATENCY_HEADER)
     for demo, row in zip(demo_rows, scaled):
         print(demo.row("demo size"))
