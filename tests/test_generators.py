@@ -34,6 +34,34 @@ def test_the_captioner_reads_its_decoding_defaults_without_its_weights():
     assert planned, "the bundled captioner saves its decoding settings"
 
 
+def test_a_generated_encoder_reports_and_loads_the_weights_of_both_its_parts():
+    """The Ray actors call load_weights and the driver checks weights_loaded (issue 9), for a
+    captioner (lazy weights) and for a generator run by an external engine (no weights)."""
+    from mm_feast.encoders.cache import load_encoder
+    from mm_feast.generators.base import Generator
+    from mm_feast.generators.captioner import Captioner
+    from mm_feast.generators.generated import GeneratedTextEncoder
+
+    class ExternalEngine(Generator):
+        modalities = ("image",)
+
+        def engine_version(self) -> str:
+            return "1.0"
+
+        def _generate(self, modality, items):
+            return ["" for _ in items]
+
+    captioned = GeneratedTextEncoder(Captioner(CAPTIONER), load_encoder("mm-feast/clip-shapes"))
+    assert not captioned.weights_loaded
+    captioned.load_weights()
+    assert captioned.generator.weights_loaded and captioned.text_encoder.weights_loaded
+
+    external = GeneratedTextEncoder(ExternalEngine("external"), load_encoder("mm-feast/clip-shapes"))
+    assert not external.weights_loaded
+    external.load_weights()
+    assert external.weights_loaded and not external.generator.weights_loaded
+
+
 def test_a_generator_version_covers_its_settings_and_the_text_encoder():
     plain = get_generated_encoder(CAPTIONER, None, "mm-feast/clip-shapes")
     beams = get_generated_encoder(CAPTIONER, {"num_beams": 2}, "mm-feast/clip-shapes")

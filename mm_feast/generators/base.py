@@ -51,6 +51,14 @@ class Generator(ABC):
     def default_settings(cls) -> dict[str, Any]:
         return {}
 
+    @property
+    def weights_loaded(self) -> bool:
+        """Whether this process holds model weights; an external engine (Tesseract) holds none."""
+        return False
+
+    def load_weights(self) -> None:
+        """Load model weights now (an actor warming up); nothing for an external engine."""
+
     @abstractmethod
     def engine_version(self) -> str:
         """The model weights' hash, or the external engine's version."""

@@ -23,12 +23,12 @@ def saved_generation_config(generator_id: str) -> Any:
 
 
 @register(default=True)
-class Captioner(Generator, LazyModel):
+class Captioner(LazyModel, Generator):  # LazyModel first: its weights_loaded over Generator's
     kind = "caption"
     modalities = ("image", "video")
 
     def __init__(self, generator_id: str, settings: Optional[Mapping[str, Any]] = None, device: Optional[str] = None):
-        super().__init__(generator_id, settings)
+        Generator.__init__(self, generator_id, settings)
         LazyModel.__init__(self)  # the weights load at the first caption, so a planning driver holds none
         from transformers import AutoImageProcessor, AutoTokenizer
 

@@ -16,7 +16,7 @@ import mm_feast.generators.ocr  # noqa: F401  (registers TesseractOcr)
 import mm_feast.generators.transcript  # noqa: F401  (registers PocketSphinxTranscriber)
 from mm_feast.core.errors import InvalidArgument
 from mm_feast.encoders import get_encoder
-from mm_feast.encoders.base import Encoder, LazyModel, pick_device
+from mm_feast.encoders.base import Encoder, pick_device
 from mm_feast.generators.base import Generator, generator_class_for, settings_json
 
 _LOCK = threading.Lock()
@@ -58,12 +58,11 @@ class GeneratedTextEncoder:
     @property
     def weights_loaded(self) -> bool:
         """Whether this process holds the text encoder's weights or the generator's."""
-        return self.text_encoder.weights_loaded or (isinstance(self.generator, LazyModel) and self.generator.weights_loaded)
+        return self.text_encoder.weights_loaded or self.generator.weights_loaded
 
     def load_weights(self) -> None:
         self.text_encoder.load_weights()
-        if isinstance(self.generator, LazyModel):
-            self.generator.load_weights()
+        self.generator.load_weights()
 
     def supports(self, modality: str) -> bool:
         return self.text_encoder.supports(modality)
