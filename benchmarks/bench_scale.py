@@ -145,7 +145,20 @@ def stock_store(vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray, nam
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_stock_"))
     store, build = feast_store(MilvusOnlineStoreConfig(path=str(workdir / "stock.db"), embedding_dim=DIM), workdir, vectors, "stock")
-    return measure_store(name, store, vectors, queries, exact, build, False, "milvus_lite")
+    rows = measure_store(name, store, vectors, queries, exact, build, False, "milvus_lite")
+    release_lite(str(workdir / "stock.db"))
+    return rows
+
+
+def release_lite(db_path: str) -> None:
+    """Stop the Lite server a stock store left running, so it costs the next setups no CPU.
+
+    Lite 2.5 serves each file from a child process; Lite 3.x runs in-process and has none."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return
+    server_manager_instance.release_server(db_path)
 
 
 def stock_only(n: int) -> list[dict[str, Any]]:
