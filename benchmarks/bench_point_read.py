@@ -55,10 +55,11 @@ def one_size(n: int, reads: int) -> list[Latency]:
     from feast.infra.online_stores.milvus_online_store.milvus import MilvusOnlineStoreConfig
 
     from mm_feast.plugin.milvus.store import MmMilvusOnlineStoreConfig, close_connections
+    from mm_feast.stores.feature_store import MmFeatureStore
 
     vectors, _ = data(n, queries=1)
     ours_dir, stock_dir = Path(tempfile.mkdtemp(prefix="bench_pr_ours_")), Path(tempfile.mkdtemp(prefix="bench_pr_stock_"))
-    ours, ours_build = feast_store(MmMilvusOnlineStoreConfig(path=str(ours_dir / "ours.db")), ours_dir, vectors, "ours")
+    ours, ours_build = feast_store(MmMilvusOnlineStoreConfig(path=str(ours_dir / "ours.db")), ours_dir, vectors, "ours", MmFeatureStore)
     stock, stock_build = feast_store(MilvusOnlineStoreConfig(path=str(stock_dir / "stock.db"), embedding_dim=DIM), stock_dir, vectors, "stock")
     print(f"{n:,} rows: built in {ours_build:.0f} s (ours) and {stock_build:.0f} s (stock)", flush=True)
     features = ["docs:caption", "docs:embedding"]
