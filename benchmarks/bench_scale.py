@@ -114,17 +114,17 @@ def measure_store(name: str, store: Any, vectors: np.ndarray, queries: np.ndarra
                                                           entity_rows=[{"item_id": int(i * 7919 % n)}]), N_QUERIES)
     rows.append({"setup": name, "n": n, "what": "get_online_features, 1 row + embedding", **online})
     docs, found = timed(lambda i: [int(v) for v in store.retrieve_online_documents_v2(
-        features=["docs:caption", "docs:embedding"], query=queries[i % len(queries)].tolist(), top_k=10).to_dict()["item_id"]], N_QUERIES, warmup=0)
+        features=["docs:caption", "docs:embedding"], query=queries[i % len(queries)].tolist(), top_k=10).to_dict()["item_id"]], N_QUERIES)
     rows.append({"setup": name, "n": n, "what": "retrieve_online_documents_v2 top-10", **docs, "recall@10": recall(found, exact)})
     if ours:
         online_store = store._get_provider().online_store
         view = store.get_feature_view("docs")
         fast, hits = timed(lambda i: [int(h["item_id"]) for h in online_store.search_vectors(
-            store.config, view, "embedding", queries[i % len(queries)], 10, ["caption"])[0]], N_QUERIES, warmup=0)
+            store.config, view, "embedding", queries[i % len(queries)], 10, ["caption"])[0]], N_QUERIES)
         rows.append({"setup": name, "n": n, "what": "search_vectors top-10", **fast, "recall@10": recall(hits, exact)})
         # the same outputs as the document search above: what Feast's API adds, like for like
         same, hits = timed(lambda i: [int(h["item_id"]) for h in online_store.search_vectors(
-            store.config, view, "embedding", queries[i % len(queries)], 10, ["caption", "embedding"])[0]], N_QUERIES, warmup=0)
+            store.config, view, "embedding", queries[i % len(queries)], 10, ["caption", "embedding"])[0]], N_QUERIES)
         rows.append({"setup": name, "n": n, "what": "search_vectors top-10 + embeddings", **same, "recall@10": recall(hits, exact)})
     for row in rows:
         row.update({"build_s": round(build_s, 1), "rss_mb": round(rss_mb(rss_pattern), 0)})
