@@ -1,12 +1,13 @@
 """`get_online_features` for one entity with its embedding: mm-feast's store against stock Feast
-0.67's Milvus store on the same Milvus Lite, the same rows, in one process, calls interleaved.
+0.67's Milvus store on the same Milvus Lite, the same rows, in one process, in interleaved blocks of reads.
 
 bench_scale measures each setup minutes apart, so machine drift on 2 cores (±0.6 ms) swamps a
 1.2x goal. Here each round runs the four paths in a shuffled order, BLOCK random reads each: our
 `get_online_features`, stock's, and the bare `MilvusClient.query` under each (the floor each
 store's Python adds to). Blocks, not one read per path in turn: alternating two Lite processes
 read by read doubled every path's latency here (each server sleeps while the other answers),
-which a serving process reading one store never sees. Writes go through Feast's `write_to_online_store` (bench_scale's).
+which a serving process reading one store never sees. Writes go through Feast's
+`write_to_online_store` (bench_scale's).
 
     python -m benchmarks.bench_point_read [--sizes 10000 50000] [--reads 400]
 """

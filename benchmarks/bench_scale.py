@@ -32,6 +32,12 @@ import pandas as pd
 
 DIM = 512
 N_QUERIES = 200
+IVF_NPROBE = 32
+
+
+def ivf_params(n: int) -> tuple[dict[str, int], dict[str, int]]:
+    """IVF_FLAT's (index_params, search_params) for n rows: nlist 4·sqrt(n), at most 4096."""
+    return {"nlist": int(min(4096, 4 * np.sqrt(n)))}, {"nprobe": IVF_NPROBE}
 
 
 def data(n: int, queries: int = N_QUERIES) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +191,6 @@ def wait_indexed(uri: str, project: str, deadline_s: float = 1800.0) -> float:
 
     client = MilvusClient(uri=uri)
     names = [name for name in client.list_collections() if name.startswith(project)]
-    indexed = total = 0
     for name in names:
         client.flush(name)
     deadline = time.monotonic() + deadline_s
@@ -223,11 +228,11 @@ def main() -> None:
     for n in args.sizes:
         vectors, queries = data(n)
         rows, exact = numpy_rows(vectors, queries)
-        nlist = int(min(4096, 4 * np.sqrt(n)))
+        ivf_index, ivf_search = ivf_params(n)
         setups = {
             "flat": ("mm-feast, Lite 2.5.1 FLAT", lambda d: MmMilvusOnlineStoreConfig(path=str(d / "flat.db")), "milvus_lite"),
-            "ivf": (f"mm-feast, Lite 2.5.1 IVF_FLAT (nlist {nlist}, nprobe 32)", lambda d: MmMilvusOnlineStoreConfig(
-                path=str(d / "ivf.db"), index_type="IVF_FLAT", index_params={"nlist": nlist}, search_params={"nprobe": 32}), "milvus_lite"),
+            "ivf": (f"mm-feast, Lite 2.5.1 IVF_FLAT (nlist {ivf_index['nlist']}, nprobe {IVF_NPROBE})", lambda d: MmMilvusOnlineStoreConfig(
+                path=str(d / "ivf.db"), index_type="IVF_FLAT", index_params=ivf_index, search_params=ivf_search), "milvus_lite"),
         }
         if args.server_uri:
             setups["hnsw"] = ("mm-feast, server 2.3.5 HNSW (M 16, ef 64)", lambda d: MmMilvusOnlineStoreConfig(
@@ -254,7 +259,6 @@ def main() -> None:
             import milvus_lite
 
             rows += stock_store(vectors, queries, exact, f"stock Feast 0.67 store, Lite {milvus_lite.__version__} (our venv)")
-            close_connections()
         if args.stock_python and "stock" in args.setups:
             out = subprocess.run([args.stock_python, "-m", "benchmarks.bench_scale", "--stock-only", "--sizes", str(n)],
                                  capture_output=True, text=True, timeout=7200, cwd=Path(__file__).resolve().parents[1])

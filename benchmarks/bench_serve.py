@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.bench_scale import data
+from benchmarks.bench_scale import data, ivf_params
 from benchmarks.common import LATENCY_HEADER, Latency, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,17 +93,15 @@ def _pad(repo: Path, rows: int, index_type: str = "") -> Path:
     if index_type:
         config_path = padded / "feature_store.yaml"
         config = yaml.safe_load(config_path.read_text())
-        nlist = int(min(4096, 4 * np.sqrt(rows + len(template))))
+        index_params, search_params = ivf_params(rows + len(template))
         config["online_store"]["vector_indexes"] = {PAD_VIEW: {
-            "index_type": index_type, "index_params": {"nlist": nlist}, "search_params": {"nprobe": 32}}}
+            "index_type": index_type, "index_params": index_params, "search_params": search_params}}
         config_path.write_text(yaml.safe_dump(config))
-        store = open_store(padded)
-        view = store.get_feature_view(PAD_VIEW)
+    store = open_store(padded)
+    view = store.get_feature_view(PAD_VIEW)
+    if index_type:  # the copied collection keeps its old index: build it again, demo rows first
         store._get_provider().online_store.teardown(store.config, [view], [])
         store.write_to_online_store(PAD_VIEW, template)
-    else:
-        store = open_store(padded)
-        view = store.get_feature_view(PAD_VIEW)
     join_key = view.entity_columns[0].name
     vectors, _ = data(rows, queries=0)  # bench_scale's clustered 512-d vectors
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
