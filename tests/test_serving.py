@@ -135,6 +135,7 @@ def test_filters_over_http_are_typed(service: Service):
     ({"query": "x", "top_k": "ten"}, 400, "top_k"),
     ({"query": "x", "top_k": 0}, 400, "top_k"),
     ({"query": "x", "colour": "red"}, 400, "colour"),
+    ({"query": "x", "screen": False}, 400, "unknown request key(s) ['screen']"),  # the content screen cannot be skipped
     ({"query": ""}, 400, "query"),
     ({"query": "x", "views": ["no_such_view"]}, 404, "no_such_view"),
     ({"query": "x", "filters": {"where": [{"field": "modality or 1", "op": "==", "value": "x"}]}}, 400, "no embedding view has such a field"),

@@ -18,7 +18,8 @@ from mm_feast.services.search import MODES, CrossModalSearch, Hit, SearchFilters
 
 _FILTER_KEYS = {"modalities", "start_s", "end_s", "model_version", "exclude_flagged", "where"}
 _RANKER_KEYS = {"kind", "k", "weights"}
-_KEYS = {"query", "kind", "text", "mode", "views", "top_k", "features", "filters", "ranker", "candidates", "screen"}
+# No "screen": a caller cannot turn the content filters off for its query (docs/governance.md).
+_KEYS = {"query", "kind", "text", "mode", "views", "top_k", "features", "filters", "ranker", "candidates"}
 
 
 @dataclass(frozen=True)
