@@ -4,6 +4,8 @@ against the reference centroid stored by the first ingest."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from mm_feast.cli import main
 from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.quality.embedding_gates import embedding_stats, load_reference
 from mm_feast.quality.gate import decide
-from mm_feast.quality.ge import validate
+from mm_feast.quality.ge import ge_run_name, validate
 from mm_feast.services.push import gated_write_to_online_store
 from mm_feast.quality.reports import read_reports
 from mm_feast.quality.suites import load_suite
@@ -55,6 +57,20 @@ def test_each_broken_vector_is_caught_by_its_own_expectation_and_nan_needs_its_o
     assert failed["nan"] == ["embedding_finite", "embedding_norm_present"] and failed["inf"][0] == "embedding_finite"
     assert decisions.blocked["nan"].observed["embedding_finite"] == 1
     assert "drift" in " ".join(result.skipped)  # no reference yet: reported as skipped, not passed
+
+
+@pytest.mark.parametrize("run_id", ["039208192316", "0a8679395089"])
+def test_run_ids_that_read_as_dates_keep_their_data_docs_and_do_not_crash_ge(tmp_path: Path, run_id: str):
+    """GE 1.x parses a run name as a date when no run time is given: "039208192316" became year
+    392 and its data docs went to another path (a CI flake), "0a8679395089" raised OverflowError."""
+    rng = np.random.default_rng(0)
+    stats = embedding_stats(["a", "b"], [_unit(rng), _unit(rng)], DIM)
+    suite = load_suite(None, [])
+    result = validate(stats.frame, suite.embeddings, suite_name="unit.embeddings", stage="embeddings", run_name=run_id,
+                      repo_path=tmp_path, variables={"expected_dim": DIM}, unavailable=stats.unavailable)
+    assert result.success and result.docs_path and Path(result.docs_path).is_file(), result.docs_path
+    stored = json.loads(Path(result.result_path).read_text())["meta"]["run_id"]
+    assert stored["run_name"] == ge_run_name(run_id) and stored["run_time"].startswith(str(datetime.now(timezone.utc).year))
 
 
 def test_a_blocking_batch_level_expectation_quarantines_the_whole_batch(tmp_path: Path):

@@ -23,6 +23,7 @@ from mm_feast.pipeline.checkpoint import spooled_items
 from mm_feast.stores.quarantine import load_records
 from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.media import AudioWindowing, FrameSampling, SegmentationConfig
+from mm_feast.quality.ge import ge_run_name
 from mm_feast.quality.reports import read_reports
 from mm_feast.sources import EmbeddingSource, MediaSource
 from mm_feast.synthetic import render_shape, render_sound
@@ -214,7 +215,7 @@ def test_reports_store_ge_results_and_data_docs_per_run(corpus):
     assert report["suite_files"] == [str(repo / "quality" / "image_view.yaml")] and report["suite_version"]
     for validation in report["validations"]:
         result = json.loads(Path(validation["result_path"]).read_text())  # GE's own result document
-        assert result["meta"]["run_id"]["run_name"] == report["run_id"]
+        assert result["meta"]["run_id"]["run_name"] == ge_run_name(report["run_id"])
         assert Path(validation["docs_path"]).is_file()
     index = Path(report["data_docs"])
     assert index.name == "index.html" and "image_view_source.media" in index.read_text()

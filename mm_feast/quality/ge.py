@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -205,7 +206,8 @@ class _Runner:
                 result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]},
             )
         )
-        result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=gx.RunIdentifier(run_name=run_name))
+        run_id = gx.RunIdentifier(run_name=ge_run_name(run_name), run_time=datetime.now(timezone.utc))
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         identifier, validation = next(iter(result.run_results.items()))
         result_path = docs_path = ""
         if self.base is not None:
@@ -214,6 +216,16 @@ class _Runner:
             if actions:
                 docs_path = str(self.base.joinpath("data_docs", "validations", *parts[:-1], f"{parts[-1]}.html"))
         return validation, result_path, docs_path
+
+
+def ge_run_name(run_id: str) -> str:
+    """The name GE gets for a run: ``run-<id>``, which dateutil never reads as a date.
+
+    GE 1.x parses a run name as a date (for the run time when none is given, and again for each
+    data-docs page title). A hex run id such as "039208192316" became year 392, so its data docs
+    went to another path; "0a8679395089" raised OverflowError (tests/test_quality_embeddings.py).
+    """
+    return f"run-{run_id}"
 
 
 _RUNNERS: dict[Optional[str], _Runner] = {}
