@@ -5,6 +5,7 @@ against the reference centroid stored by the first ingest."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mm_feast.pipeline.ingest import ensure_embeddings
 from mm_feast.quality.embedding_gates import embedding_stats, load_reference
 from mm_feast.quality.gate import decide
 from mm_feast.quality.ge import ge_run_name, validate
-from mm_feast.services.push import gated_write_to_online_store
+from mm_feast.services.push import PushResult, gated_write_to_online_store
 from mm_feast.quality.reports import read_reports
 from mm_feast.quality.suites import load_suite
 from mm_feast.stores.quarantine import entries
@@ -122,7 +123,19 @@ def _online(store: FeatureStore, keys: list[str]) -> list:
     return store.get_online_features(features=[f"{VIEW}:embedding"], entity_rows=[{"segment_id": k} for k in keys]).to_dict()["embedding"]
 
 
-def test_push_writes_good_rows_and_quarantines_bad_ones_with_their_payload(pushed_repo):
+@dataclass
+class Pushed:
+    """One gated push of a good and four bad rows, with what it left right after it: the tests
+    that change the quarantine later (release, retry) then still run alone or in any order."""
+
+    good: list[float]
+    result: PushResult
+    vectors: list
+    held: dict
+
+
+@pytest.fixture(scope="module")
+def pushed(pushed_repo) -> Pushed:
     repo, store, offline = pushed_repo
     template = offline.iloc[0]
     rows = []
@@ -131,25 +144,28 @@ def test_push_writes_good_rows_and_quarantines_bad_ones_with_their_payload(pushe
                         "doubled": (np.array(good) * 2).tolist(), "flat": [0.05] * DIM}.items():
         rows.append({**template.to_dict(), "segment_id": f"push#{key}", "embedding": vector})
     frame = pd.DataFrame(rows)
-
     result = gated_write_to_online_store(store, VIEW, frame)
+    return Pushed(good, result, _online(store, list(frame.segment_id)), {e.item_id: e for e in entries(repo, VIEW)})
+
+
+def test_push_writes_good_rows_and_quarantines_bad_ones_with_their_payload(pushed_repo, pushed):
+    repo, store, offline = pushed_repo
+    result, held = pushed.result, pushed.held
 
     assert (result.seen, result.written, result.quarantined) == (5, 1, 4)
-    vectors = _online(store, list(frame.segment_id))
-    assert np.allclose(vectors[0], good, atol=1e-6) and vectors[1:] == [None] * 4  # nothing bad reached Milvus
-    held = {e.item_id: e for e in entries(repo, VIEW)}
+    assert np.allclose(pushed.vectors[0], pushed.good, atol=1e-6) and pushed.vectors[1:] == [None] * 4  # nothing bad reached Milvus
     assert set(held) == {"push#nan", "push#short", "push#doubled", "push#flat"}
     assert held["push#short"].expectations == ["embedding_dim"] and held["push#short"].observed == {"embedding_dim": DIM - 1}
     assert held["push#nan"].observed["embedding_finite"] == 1
     assert held["push#doubled"].observed["embedding_norm"] == pytest.approx(2.0, rel=1e-4)
-    assert all(e.stage == "push_gate" and e.locator.startswith(template.uri) for e in held.values())
+    assert all(e.stage == "push_gate" and e.locator.startswith(offline.iloc[0].uri) for e in held.values())
     run = [r for r in read_reports(repo, VIEW) if r["run_id"] == result.run_id]
     assert run and not run[0]["success"]
 
 
-def test_release_admit_writes_a_pushed_row_and_retry_revalidates(pushed_repo, capsys):
+def test_release_admit_writes_a_pushed_row_and_retry_revalidates(pushed_repo, pushed, capsys):
     repo, store, offline = pushed_repo
-    held = {e.item_id: e for e in entries(repo, VIEW)}
+    held = pushed.held
 
     assert main(["quarantine", "release", held["push#doubled"].qid[:8], "--admit", "--repo", str(repo), "--note", "scaled on purpose"]) == 0
     assert main(["quarantine", "release", held["push#flat"].qid, "--repo", str(repo)]) == 0
