@@ -6,7 +6,7 @@
 #     batch sizes;
 #   - MiniLM-L6 sentences/s, model only and through the encoder.
 # Needs a Python with CUDA torch and mm-feast installed (PYTHON, default python). Runs on CPU too
-# (GPU_BENCH_ALLOW_CPU=1) with small sizes, to check the script itself.
+# (GPU_BENCH_ALLOW_CPU=1) with small sizes, to check the script itself: tests/test_gpu_script.py does, in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python}
@@ -16,7 +16,7 @@ if "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
   images=4096; sentences=65536; batches="64 256"; text_batch=512
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt" || true
 elif [[ ${GPU_BENCH_ALLOW_CPU:-0} == 1 ]]; then
-  images=64; sentences=512; batches="32"; text_batch=64
+  images=16; sentences=128; batches="8"; text_batch=32
   echo "no CUDA device: CPU check run with small sizes" | tee "$out/gpu.txt"
 else
   echo "no CUDA device (set GPU_BENCH_ALLOW_CPU=1 to check the script on CPU)" >&2
