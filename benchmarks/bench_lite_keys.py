@@ -4,11 +4,9 @@ Why: `get_online_features` at 1M on Lite took 72 ms. This separates the two susp
 client and a small schema (varchar key, 8-d vector, one int64): rows written with one flush at
 the end against a flush after every ``--flush-every`` rows (one sealed segment each), and an
 optional index on the key (INVERTED or Trie). The baseline is the one-flush run at the same size.
-``--search`` also times a top-10 search of the same collection with no output field and with one,
-which tells whether a search's cost at 1M is the fetch of its hits' fields or the search itself.
 
     python -m benchmarks.bench_lite_keys [--rows 100000 1000000] [--flush-every 5000] \
-        [--key-index INVERTED] [--reads 300] [--search]
+        [--key-index INVERTED] [--reads 300]
 """
 
 from __future__ import annotations
@@ -59,7 +57,6 @@ def main() -> None:
     parser.add_argument("--flush-every", type=int, default=5000)
     parser.add_argument("--key-index", default="", help="INVERTED or Trie on the key (default: none)")
     parser.add_argument("--reads", type=int, default=300)
-    parser.add_argument("--search", action="store_true", help="also time top-10 searches with and without an output field")
     args = parser.parse_args()
     print(LATENCY_HEADER)
     for rows in args.rows:
@@ -77,26 +74,10 @@ def main() -> None:
 
                 segments = "1 flush" if not flush_every else f"flush every {flush_every:,} ({rows // flush_every} segments)"
                 latency = measure(f"{rows:,} rows, {segments}", read, args.reads, warmup=20)
-                searches = _searches(client, rows, segments, args.reads) if args.search else []
                 client.close()
             baseline = baseline or latency
             print(latency.row(f"{latency.p50 / baseline.p50:.2f}x one flush; build {build_s:.0f} s"
                               + (f"; key index {args.key_index}" if args.key_index else "")))
-            for search in searches:
-                print(search.row(f"{search.p50 / searches[0].p50:.2f}x no output field; {search.p50 / latency.p50:.2f}x the key read"))
-
-
-def _searches(client, rows: int, segments: str, reads: int) -> list:
-    """Top-10 FLAT searches (8-d: the vector arithmetic is negligible) without and with an output
-    field, on the collection just read by key."""
-    queries = np.random.default_rng(2).random((reads, DIM), dtype=np.float32)
-
-    def search(output_fields: list[str]):
-        return lambda i: client.search("keys", [queries[i].tolist()], limit=10, output_fields=output_fields,
-                                       consistency_level="Bounded")
-
-    return [measure(f"{rows:,} rows, {segments}, search top-10, no output field", search([]), reads, warmup=20),
-            measure(f"{rows:,} rows, {segments}, search top-10, output field n", search(["n"]), reads, warmup=20)]
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ With ``--scale N`` a copy of the repo gets N more rows in image_embeddings' onli
 (clustered 512-d vectors, the demo rows' other columns), and the image_embeddings rows are
 measured again against it, beside the demo-sized rows of the same run. ``--scale-index IVF_FLAT``
 rebuilds that collection with IVF_FLAT first (nlist 4·sqrt(rows), nprobe 32, as bench_scale), so
-the padded view is measured on the index a collection of that size should use.
+the padded view is measured on the index a collection of that size should use. The padded copy
+is kept and its path printed: ``--padded DIR`` measures that copy again instead of padding anew
+(1M rows take 13-23 minutes to write).
 Run:
     python -m benchmarks.bench_serve [--repo DIR] [--requests 200] [--clients 50] [--seconds 60] \
-        [--scale 100000 [--scale-index IVF_FLAT]]
+        [--scale 100000 [--scale-index IVF_FLAT] [--padded DIR]]
 """
 
 from __future__ import annotations
@@ -156,7 +158,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--scale", type=int, default=0, help=f"also measure {PAD_VIEW} with this many more rows")
     parser.add_argument("--scale-index", default="", help="rebuild the padded view with this index type (IVF_FLAT)")
+    parser.add_argument("--padded", type=Path, help="a copy an earlier --scale run padded (its path is printed)")
     args = parser.parse_args()
+    if args.padded and not args.scale:
+        parser.error("--padded needs --scale: the number of rows that copy was padded with")
     repo = _demo_repo(args.repo)
     port = _free_port()
     proc = _start(repo, port)
@@ -186,13 +191,15 @@ def main() -> None:
     finally:
         _stop(proc)
     if args.scale:
-        _print_scaled(repo, args.scale, args.requests, rows[1:3], args.scale_index)
+        _print_scaled(repo, args.scale, args.requests, rows[1:3], args.scale_index, args.padded)
 
 
-def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[Latency], index_type: str = "") -> None:
+def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[Latency], index_type: str = "",
+                  padded: Path | None = None) -> None:
     """The image_embeddings rows again, with ``extra_rows`` more rows served, beside the demo's."""
     started = time.perf_counter()
-    padded = _pad(repo, extra_rows, index_type)
+    made = padded is None
+    padded = padded or _pad(repo, extra_rows, index_type)
     pad_s = time.perf_counter() - started
     port = _free_port()
     proc = _start(padded, port)
@@ -207,7 +214,8 @@ def _print_scaled(repo: Path, extra_rows: int, requests: int, demo_rows: list[La
     finally:
         _stop(proc)
     index = f", {index_type}" if index_type else ", the repo's own index"
-    print(f"\n{extra_rows:,} rows written through Feast in {pad_s:.0f} s{index}\n")
+    written = f"written through Feast in {pad_s:.0f} s" if made else "padded by an earlier run"
+    print(f"\n{extra_rows:,} rows {written}{index}, in {padded}\n")
     print(LATENCY_HEADER)
     for demo, row in zip(demo_rows, scaled):
         print(demo.row("demo size"))
