@@ -1,13 +1,13 @@
 """What one top-10 search costs on Milvus Lite 2.5.1 at scale, taken apart on a bare client.
 
-Why: over HTTP, 1M rows add about 19 ms to a repeated query against the demo size
-(docs/benchmarks.md). This separates what Lite itself costs from what the service adds. The
+Why: over HTTP on 2026-12-04, 1M rows seemed to add about 19 ms to a repeated query against the
+demo size (docs/benchmarks.md). This separates what Lite itself costs from what the service adds. The
 collection has the shape of an embedding view (512-d clustered vectors on IVF_FLAT with
 bench_scale's nlist/nprobe, a varchar key, ``model_version`` and ``caption``), written in
 upserts of 1,000 rows with a flush every 5,000, as our store writes. Paths, in interleaved blocks:
 - ``no filter, key only``: the baseline;
 - ``+ output fields``: the hits' caption and model_version, as a search returns them;
-- ``+ model_version == v``: the condition every mm-feast search carries (it matches every row);
+- ``+ output fields + model_version == v``: the condition every mm-feast search carries (it matches every row);
 - the same two again after an INVERTED index on model_version.
 
     python -m benchmarks.bench_lite_search [--rows 100000 1000000] [--searches 300]
